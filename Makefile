@@ -1,0 +1,35 @@
+# make run / make test are all the set-up a new machine needs.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+NODE_STAMP := tests/node/node_modules/.installed
+
+.PHONY: install run test test-python test-node bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml sdk/python/pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev]' -e ./sdk/python
+	touch $@
+
+$(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: install
+	$(VENV)/bin/stadium dev
+
+test: install $(NODE_STAMP)
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) -m loadtest.fanout $(BENCH_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check relay stadium matchmaker leaderboard sdk/python tests loadtest
+	$(VENV)/bin/mypy --strict relay stadium matchmaker leaderboard
+
+clean:
+	rm -rf $(VENV) tests/node/node_modules .pytest_cache

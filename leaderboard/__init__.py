@@ -1,0 +1,1 @@
+"""The leaderboard service over Redis sorted sets (not built yet)."""

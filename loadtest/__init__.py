@@ -1,0 +1,1 @@
+"""Load tests and benchmarks (locust files, the fan-out benchmark)."""

@@ -1,0 +1,1 @@
+"""The matchmaker service: tickets, queues, matches and seats on relays (not built yet)."""

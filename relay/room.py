@@ -1,0 +1,300 @@
+"""The Room API that game code subclasses, and how the relay runs a room's handlers in order.
+
+Handlers may be plain functions or coroutines. A plain handler runs inline when the
+room has nothing pending; a coroutine handler, and anything that arrives while one is
+pending, goes through one worker task per room, so a room sees its events in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import msgpack
+
+from relay.ws.frames import CLOSE_INTERNAL_ERROR, encode_message
+from relay.ws.handshake import Request, error_body
+
+if TYPE_CHECKING:
+    from relay.conntable import Connection
+    from relay.server import Relay
+
+log = logging.getLogger("stadium.relay.room")
+
+HANDLERS = ("on_start", "on_connect", "on_message", "on_close", "on_request", "on_alarm")
+_async_handlers: dict[type[Room], frozenset[str]] = {}
+
+Done = Callable[[Any, bool], None]
+_Item = tuple[str, tuple[Any, ...], "Connection | None", "Done | None"]
+
+
+class Response:
+    """An HTTP response from `on_request`. Handlers may also return str, bytes, dict or list."""
+
+    __slots__ = ("status", "body", "content_type", "headers")
+
+    def __init__(self, body: bytes | str = b"", status: int = 200,
+                 content_type: str = "application/octet-stream",
+                 headers: Iterable[tuple[str, str]] = ()) -> None:
+        if isinstance(body, str):
+            body = body.encode()
+            if content_type == "application/octet-stream":
+                content_type = "text/plain; charset=utf-8"
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.headers = tuple(headers)
+
+    @classmethod
+    def json(cls, value: Any, status: int = 200) -> Response:
+        return cls(json.dumps(value).encode(), status, "application/json")
+
+    @classmethod
+    def error(cls, status: int, code: str, message: str) -> Response:
+        return cls(error_body(code, message), status, "application/json")
+
+    @classmethod
+    def of(cls, value: Any) -> Response:
+        """What a handler returned, as a response."""
+        if isinstance(value, Response):
+            return value
+        if value is None:
+            return cls(b"", 204)
+        if isinstance(value, str | bytes):
+            return cls(value)
+        return cls.json(value)
+
+
+class ConnectContext:
+    """What `on_connect` knows about a new connection: its upgrade request and its token."""
+
+    __slots__ = ("request", "ip", "player", "claims")
+
+    def __init__(self, request: Request, ip: str, player: str | None, claims: Any) -> None:
+        self.request = request
+        self.ip = ip
+        self.player = player
+        self.claims = claims
+
+
+class RoomStorage:
+    """Durable key-value storage of one room. Values are anything msgpack can encode.
+
+    This version keeps it in the relay's memory for the life of the process (it
+    survives the room being dropped when empty); Redis-backed storage comes with
+    room hibernation.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self) -> None:
+        self._data: dict[str, bytes] = {}
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        raw = self._data.get(key)
+        return default if raw is None else msgpack.unpackb(raw)
+
+    async def put(self, key: str, value: Any) -> None:
+        self._data[key] = msgpack.packb(value)
+
+    async def delete(self, key: str) -> bool:
+        return self._data.pop(key, None) is not None
+
+    async def keys(self) -> list[str]:
+        return list(self._data)
+
+    def __bool__(self) -> bool:
+        return bool(self._data)
+
+
+class Room:
+    """A room: subclass it, override the handlers, register it under a type name.
+
+    Handlers: `on_start()`, `on_connect(conn, ctx)`, `on_message(conn, message)`
+    (`str` for text, `bytes` for binary), `on_close(conn)`, `on_request(request)`,
+    `on_alarm()`. An exception in a handler is logged; the connection it was
+    handling is closed with 1011 and every other connection is unaffected.
+    """
+
+    tick_rate: ClassVar[float | None] = None
+
+    type: str
+    id: str
+    storage: RoomStorage
+    _relay: Relay
+    _conns: dict[int, Connection]
+    _inbox: deque[_Item] | None
+    _async: frozenset[str]
+    _alarm: asyncio.TimerHandle | None
+    _alarm_at: float | None
+
+    # --- handlers (override) -------------------------------------------------------
+    def on_start(self) -> Any:
+        return None
+
+    def on_connect(self, conn: Connection, ctx: ConnectContext) -> Any:
+        return None
+
+    def on_message(self, conn: Connection, message: str | bytes) -> Any:
+        return None
+
+    def on_close(self, conn: Connection) -> Any:
+        return None
+
+    def on_request(self, request: Request) -> Any:
+        return Response.error(404, "not_found", "this room does not answer HTTP requests")
+
+    def on_alarm(self) -> Any:
+        return None
+
+    # --- API for handlers --------------------------------------------------------------
+    def broadcast(self, message: Any, exclude: Iterable[Connection | int] = ()) -> int:
+        """Send to every connection in the room but `exclude`; framed once. Returns recipients."""
+        frame = encode_message(message if isinstance(message, str | bytes)
+                               else msgpack.packb(message))
+        skip = {c if isinstance(c, int) else c.id for c in exclude} if exclude else ()
+        relay = self._relay
+        dirty = relay._dirty
+        n = 0
+        for cid, c in self._conns.items():
+            if cid in skip:
+                continue
+            out = c.out
+            if out is None:
+                c.out = [frame]
+                dirty.append(c)
+            else:
+                out.append(frame)
+            n += 1
+        if n:
+            relay._schedule_flush()
+            stats = relay.stats
+            stats.messages_out += n
+            stats.bytes_out += n * len(frame)
+        return n
+
+    def connections(self, tag: str | None = None) -> list[Connection]:
+        if tag is None:
+            return list(self._conns.values())
+        return [c for c in self._conns.values() if tag in c.tags]
+
+    def connection(self, conn_id: int) -> Connection | None:
+        return self._conns.get(conn_id)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._conns)
+
+    def set_alarm(self, when: float) -> None:
+        """Run `on_alarm` at unix time `when` (replaces any alarm already set)."""
+        self.cancel_alarm()
+        loop = self._relay.loop
+        delay = max(0.0, when - time.time())
+        self._alarm_at = when
+        self._alarm = loop.call_at(loop.time() + delay, self._fire_alarm)
+
+    def cancel_alarm(self) -> None:
+        if self._alarm is not None:
+            self._alarm.cancel()
+        self._alarm = None
+        self._alarm_at = None
+
+    @property
+    def alarm(self) -> float | None:
+        return self._alarm_at
+
+    # --- runtime (the relay's side) ----------------------------------------------------
+    def _bind(self, relay: Relay, type_name: str, room_id: str, storage: RoomStorage) -> None:
+        cls = type(self)
+        names = _async_handlers.get(cls)
+        if names is None:
+            names = frozenset(n for n in HANDLERS if inspect.iscoroutinefunction(getattr(cls, n)))
+            _async_handlers[cls] = names
+        self._async = names
+        self._relay = relay
+        self.type = type_name
+        self.id = room_id
+        self.storage = storage
+        self._conns = {}
+        self._inbox = None
+        self._alarm = None
+        self._alarm_at = None
+
+    @property
+    def _busy(self) -> bool:
+        return self._inbox is not None or self._alarm is not None
+
+    def _call(self, name: str, args: tuple[Any, ...], conn: Connection | None = None,
+              done: Done | None = None) -> None:
+        """Run handler `name` now, or after what is pending, in arrival order."""
+        if self._inbox is not None:
+            self._inbox.append((name, args, conn, done))
+            return
+        if name in self._async:
+            self._inbox = deque(((name, args, conn, done),))
+            self._relay.loop.create_task(self._work())
+            return
+        try:
+            result = getattr(self, name)(*args)
+        except Exception:
+            self._failed(name, conn)
+            if done is not None:
+                done(None, False)
+            return
+        if done is not None:
+            done(result, True)
+
+    def _deliver(self, conn: Connection, message: str | bytes) -> None:
+        """`on_message`, the hot path: inline when nothing is pending."""
+        if self._inbox is None and "on_message" not in self._async:
+            try:
+                self.on_message(conn, message)
+            except Exception:
+                self._failed("on_message", conn)
+        else:
+            self._call("on_message", (conn, message), conn)
+
+    async def _work(self) -> None:
+        inbox = self._inbox
+        assert inbox is not None
+        while inbox:
+            name, args, conn, done = inbox[0]
+            try:
+                result = getattr(self, name)(*args)
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception:
+                self._failed(name, conn)
+                if done is not None:
+                    done(None, False)
+            else:
+                if done is not None:
+                    done(result, True)
+            inbox.popleft()
+        self._inbox = None
+        self._relay._room_settled(self)
+
+    def _failed(self, name: str, conn: Connection | None) -> None:
+        log.exception("room %s/%s: %s raised", self.type, self.id, name)
+        self._relay.stats.handler_errors += 1
+        if conn is not None:
+            conn.close(CLOSE_INTERNAL_ERROR, "internal error")
+
+    def _fire_alarm(self) -> None:
+        self._alarm = None
+        self._alarm_at = None
+        self._call("on_alarm", ())
+        self._relay._room_settled(self)
+
+
+class BroadcastRoom(Room):
+    """Built-in `broadcast`: every message goes unchanged to every other connection."""
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        self.broadcast(message, exclude=(conn,))

@@ -1,0 +1,1 @@
+"""Sans-I/O WebSocket (RFC 6455): the HTTP upgrade and the frame codec, no sockets."""

@@ -1,0 +1,6 @@
+"""Python client for Stadium: `room = await Room.connect(url)`, `await room.send(...)`,
+`async for message in room`."""
+
+from stadium_client.room import Room, RoomClosed
+
+__all__ = ["Room", "RoomClosed"]

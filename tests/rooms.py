@@ -1,0 +1,65 @@
+"""Room types the integration tests register with `--room`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from relay import ConnectContext, Connection, Request, Response, Room
+
+
+class FaultyRoom(Room):
+    """Relays like `broadcast`, but raises on the text message "boom"."""
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        if message == "boom":
+            raise RuntimeError("the room failed on purpose")
+        self.broadcast(message, exclude=[conn])
+
+
+class EchoRoom(Room):
+    """Exercises the Room API: async handlers, tags, attachments, storage, alarms, HTTP."""
+
+    async def on_start(self) -> None:
+        self.started = (await self.storage.get("starts", 0)) + 1
+        await self.storage.put("starts", self.started)
+
+    async def on_connect(self, conn: Connection, ctx: ConnectContext) -> None:
+        await asyncio.sleep(0.01)  # a real await: later messages must still come after this
+        team = ctx.request.query.get("team")
+        if team:
+            conn.tags.add(team)
+        conn.state = {"joined": True, "player": ctx.player}
+        conn.send({"hello": conn.id, "player": ctx.player, "starts": self.started})
+
+    def on_message(self, conn: Connection, message: str | bytes) -> Any:
+        if message == "state":
+            conn.send(repr(conn.state))
+        elif isinstance(message, str) and message.startswith("state="):
+            try:
+                conn.state = message[6:]
+                conn.send("ok")
+            except ValueError as e:
+                conn.send(f"error: {e}")
+        elif isinstance(message, str) and message.startswith("team:"):
+            team, _, text = message[5:].partition(":")
+            for c in self.connections(tag=team):
+                c.send(text)
+        elif message == "alarm":
+            self.set_alarm(time.time() + 0.05)
+        elif message == "close":
+            conn.close(4001, "asked to close")
+        else:
+            conn.send(message)
+        return None
+
+    def on_alarm(self) -> None:
+        self.broadcast("alarm fired")
+
+    async def on_request(self, request: Request) -> Response:
+        if request.method == "POST":
+            self.broadcast(request.body)
+            return Response.json({"delivered_to": self.connection_count})
+        return Response.json({"room": self.id, "connections": self.connection_count,
+                              "path": request.path})
