@@ -86,7 +86,8 @@ class WSClient(asyncio.Protocol):
                 return
             head, rest = self._head[:end], self._head[end + 4:]
             status = int(head.split(b" ", 2)[1])
-            if status != 101 or f"Sec-WebSocket-Accept: {accept_key(self._key)}".encode() not in head:
+            accept = f"Sec-WebSocket-Accept: {accept_key(self._key)}".encode()
+            if status != 101 or accept not in head:
                 self.opened.set_exception(HandshakeRefused(status, self._head))
                 return
             self.opened.set_result(None)
@@ -108,11 +109,10 @@ class WSClient(asyncio.Protocol):
             elif type(ev) is Ping:
                 self.pings += 1
                 self.send_frame(OP_PONG, ev.payload)
-            elif type(ev) is Close:
-                if self.close_code is None:
-                    self.close_code = ev.code
-                    self.close_reason = ev.reason
-                    self.send_frame(OP_CLOSE, close_payload(ev.code))
+            elif type(ev) is Close and self.close_code is None:
+                self.close_code = ev.code
+                self.close_reason = ev.reason
+                self.send_frame(OP_CLOSE, close_payload(ev.code))
 
     def send_frame(self, opcode: int, payload: bytes, fin: bool = True) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -227,7 +227,8 @@ class Connection(asyncio.Protocol):
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 7.1.7): close frame, then close TCP at once."""
         if self.phase == OPEN:
-            log.info("conn %d ip %s: protocol error, closing %d: %s", self.id, self.ip, code, reason)
+            log.info("conn %d ip %s: protocol error, closing %d: %s",
+                     self.id, self.ip, code, reason)
             self.close_code = code
             self._write_now(encode_frame(OP_CLOSE, close_payload(code, reason)))
             self._relay._left(self)

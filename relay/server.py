@@ -67,7 +67,7 @@ class Relay:
         self._ip_conns: dict[str, int] = {}
         self._ip_buckets: dict[str, list[float]] = {}
         self._next_id = 1
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._registry = make_registry(self.stats, self._gauges)
 
@@ -223,7 +223,7 @@ class Relay:
                 raise HttpError(411, "length_required",
                                 "chunked bodies are not supported: send Content-Length")
             length = req.headers.get("content-length", "0").strip()
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 raise HttpError(400, "bad_request", "Content-Length must be a number")
             n = int(length)
             if n > cfg.max_body_size:

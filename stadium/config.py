@@ -1,4 +1,4 @@
-"""Configuration: command-line flags, then `STADIUM_*` environment, then `stadium.toml`, then defaults.
+"""Configuration: flags, then `STADIUM_*` environment, then `stadium.toml`, then defaults.
 
 Every service describes its settings as a dataclass whose fields carry a `help`
 text in their metadata; this module turns such a dataclass into flags and fills it.
@@ -40,6 +40,12 @@ def _kind(tp: Any) -> Any:
     return args[0] if args else tp
 
 
+def _default(field: dataclasses.Field[Any]) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
 def flag_name(field: dataclasses.Field[Any]) -> str:
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
 
@@ -53,7 +59,7 @@ def add_flags(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
         kind = _kind(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = _default(f)
         text = f"{f.metadata.get('help', '')} (default: {default!r}; env {env_name(f)})"
         name = flag_name(f)
         if kind is bool:
@@ -127,6 +133,6 @@ def describe(cls: type[Any]) -> list[tuple[str, str, Any, str]]:
     """(flag, env, default, help) for every setting: the source of the docs' tables."""
     rows = []
     for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = _default(f)
         rows.append((flag_name(f), env_name(f), default, f.metadata.get("help", "")))
     return rows

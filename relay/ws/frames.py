@@ -103,7 +103,7 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
 
 
 def encode_frame(opcode: int, payload: bytes, mask: bytes | None = None, fin: bool = True) -> bytes:
-    """One frame. Servers pass no mask; clients pass 4 random bytes (or use `encode_client_frame`)."""
+    """One frame. Servers pass no mask; clients pass 4 random bytes (`encode_client_frame`)."""
     n = len(payload)
     b0 = (0x80 if fin else 0) | opcode
     mbit = 0x80 if mask is not None else 0
@@ -197,10 +197,8 @@ class FrameReader:
             if b0 & 0x70:
                 raise ProtocolError(CLOSE_PROTOCOL_ERROR, "reserved bits set without an extension")
             if bool(b1 & 0x80) is not masked:
-                raise ProtocolError(
-                    CLOSE_PROTOCOL_ERROR,
-                    "client frames must be masked" if masked else "server frames must not be masked",
-                )
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "client frames must be masked" if masked
+                                    else "server frames must not be masked")
             n = b1 & 0x7F
             head = 2
             if n == 126:
@@ -220,7 +218,7 @@ class FrameReader:
                 if opcode not in _CONTROL_OPCODES:
                     raise ProtocolError(CLOSE_PROTOCOL_ERROR, f"reserved opcode {opcode:#x}")
                 if n > _MAX_CONTROL_PAYLOAD:
-                    raise ProtocolError(CLOSE_PROTOCOL_ERROR, "control frame payload over 125 bytes")
+                    raise ProtocolError(CLOSE_PROTOCOL_ERROR, "control frame over 125 bytes")
                 if not fin:
                     raise ProtocolError(CLOSE_PROTOCOL_ERROR, "fragmented control frame")
             elif opcode == OP_CONT:

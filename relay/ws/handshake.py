@@ -11,7 +11,7 @@ from http import HTTPStatus
 from urllib.parse import parse_qsl, unquote
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_TOKEN_RE = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_TOKEN_RE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VALUE_BAD_RE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
@@ -61,7 +61,7 @@ def find_head_end(buf: bytes) -> int:
 def parse_request_head(head: bytes) -> Request:
     lines = head.split(b"\r\n")
     parts = lines[0].split(b" ")
-    if len(parts) != 3 or not _TOKEN_RE.match(parts[0]) or not parts[1]:
+    if len(parts) != 3 or not _TOKEN_RE.fullmatch(parts[0]) or not parts[1]:
         raise HttpError(400, "bad_request", "malformed request line")
     method, target, version = parts
     if version != b"HTTP/1.1":
@@ -75,7 +75,7 @@ def parse_request_head(head: bytes) -> Request:
         if not line:
             continue
         name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN_RE.match(name):
+        if not sep or not _TOKEN_RE.fullmatch(name):
             raise HttpError(400, "bad_request", "malformed header line")
         value = value.strip(b" \t")
         if _VALUE_BAD_RE.search(value):
@@ -99,6 +99,8 @@ def validate_upgrade(req: Request) -> str:
     """Check a WebSocket opening handshake; return the Sec-WebSocket-Accept value."""
     if req.method != "GET":
         raise HttpError(400, "bad_upgrade", "a WebSocket upgrade must use GET")
+    if not req.headers.get("host", "").strip():
+        raise HttpError(400, "bad_upgrade", "the Host header is required")
     if "websocket" not in req.header_tokens("upgrade"):
         raise HttpError(426, "upgrade_required", "only 'Upgrade: websocket' is supported",
                         (("Upgrade", "websocket"),))

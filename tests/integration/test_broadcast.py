@@ -57,19 +57,19 @@ async def test_rooms_are_isolated(relay: RelayProcess) -> None:
 
 async def test_aiohttp_client_interop(relay: RelayProcess) -> None:
     url = f"{relay.url}/rooms/broadcast/aiohttp"
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(url, compress=15, autoping=True) as a, \
-                session.ws_connect(url) as b:
-            assert a.compress == 0  # permessage-deflate offered, and declined
-            await a.send_str("ü text")
-            await b.send_bytes(b"\xff" * 65536)  # 64-bit length, at the limit
-            msg = await b.receive(timeout=5)
-            assert (msg.type, msg.data) == (aiohttp.WSMsgType.TEXT, "ü text")
-            msg = await a.receive(timeout=5)
-            assert (msg.type, msg.data) == (aiohttp.WSMsgType.BINARY, b"\xff" * 65536)
-            await a.ping(b"are you there")
-            await a.close(code=4321)
-            assert a.close_code == 4321  # the relay echoes the client's close code
+    async with aiohttp.ClientSession() as session, \
+            session.ws_connect(url, compress=15, autoping=True) as a, \
+            session.ws_connect(url) as b:
+        assert a.compress == 0  # permessage-deflate offered, and declined
+        await a.send_str("ü text")
+        await b.send_bytes(b"\xff" * 65536)  # 64-bit length, at the limit
+        msg = await b.receive(timeout=5)
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.TEXT, "ü text")
+        msg = await a.receive(timeout=5)
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.BINARY, b"\xff" * 65536)
+        await a.ping(b"are you there")
+        await a.close(code=4321)
+        assert a.close_code == 4321  # the relay echoes the client's close code
 
 
 async def test_node_ws_client_interop(relay: RelayProcess) -> None:

@@ -1,0 +1,7 @@
+"""`python -m loadtest.fanout`: see loadtest/fanout/bench.py."""
+
+import sys
+
+from loadtest.fanout.bench import main
+
+sys.exit(main())
