@@ -1,0 +1,79 @@
+"""The `stadium` command as a user runs it: `dev`, `token`, config files and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from loadtest.wsclient import WSClient
+from stadium import tokens
+from stadium_client import Room, RoomClosed
+from tests.conftest import ROOT, start_relay
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def _stadium(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "stadium.cli", *args], cwd=cwd,
+                          env=env or ENV, capture_output=True, text=True, timeout=30)
+
+
+async def test_dev_prints_urls_serves_and_stops_on_ctrl_c() -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "stadium.cli", "dev", "--port", "0"],
+                            cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline() for _ in range(3)]
+    m = re.search(r"relay\s+(ws://\S+)", lines[1])
+    assert m, lines
+    async with await Room.connect(m.group(1)) as a, await Room.connect(m.group(1)) as b:
+        await a.send("dev works")
+        assert await asyncio.wait_for(b.recv(), 5) == "dev works"
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        assert await asyncio.to_thread(proc.wait, 10) == 0
+        assert time.monotonic() - started < 5
+        with pytest.raises(RoomClosed) as e:
+            await asyncio.wait_for(a.recv(), 2)
+        assert e.value.code == 1001
+
+
+def test_token_command_signs_a_token_the_relay_accepts() -> None:
+    out = _stadium("token", "--secret", "k", "--room", "broadcast/r1", "--player", "ann")
+    assert out.returncode == 0, out.stderr
+    claims = tokens.verify("k", out.stdout.strip(), room_type="broadcast", room_id="r1")
+    assert claims.player == "ann"
+    bad = _stadium("token", "--secret", "k", "--room", "no-slash", "--player", "ann")
+    assert bad.returncode == 2 and "TYPE/ROOM_ID" in bad.stderr
+
+
+def test_bad_settings_exit_2_with_the_setting_named(tmp_path: Path) -> None:
+    out = _stadium("relay", env={**ENV, "STADIUM_PORT": "eighty"})
+    assert out.returncode == 2 and "STADIUM_PORT" in out.stderr
+    out = _stadium("relay", "--room", "x=nowhere:Nothing")
+    assert out.returncode == 2 and "nowhere" in out.stderr
+    (tmp_path / "stadium.toml").write_text("[relay]\nport = 'x'\n")
+    out = _stadium("relay", cwd=tmp_path)
+    assert out.returncode == 2 and "relay.port" in out.stderr
+
+
+def test_stadium_toml_in_the_working_directory_is_read(tmp_path: Path) -> None:
+    (tmp_path / "stadium.toml").write_text("[relay]\nport = 0\nmax_message_size = 10\n")
+    relay = start_relay(cwd=tmp_path)
+    try:
+        async def oversized() -> int | None:
+            c = await WSClient.connect(relay.host, relay.port, "/rooms/broadcast/t")
+            c.send(b"x" * 11)
+            return await c.wait_closed()
+        assert asyncio.run(oversized()) == 1009
+    finally:
+        relay.stop()
