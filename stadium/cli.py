@@ -1,4 +1,4 @@
-"""The `stadium` command: `stadium relay`, `stadium dev`, `stadium token`."""
+"""The `stadium` command: `relay`, `leaderboard`, `dev` (everything at once), `token`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ from collections.abc import Sequence
 
 import uvloop
 
+from leaderboard.config import LeaderboardConfig
+from leaderboard.service import LeaderboardService
 from relay.config import RelayConfig
 from relay.room import Room
 from relay.server import Relay
 from stadium import __version__, config, tokens
+from stadium.redis_server import EmbeddedRedis
 
 log = logging.getLogger("stadium")
 
@@ -39,26 +42,80 @@ def load_room_types(specs: Sequence[str]) -> dict[str, type[Room]]:
     return types
 
 
-async def serve_relay(cfg: RelayConfig, banner: bool = False) -> None:
-    """Run one relay until SIGTERM or SIGINT, then drain it."""
-    relay = Relay(cfg, load_room_types(cfg.rooms))
-    await relay.start()
+def _stop_event() -> asyncio.Event:
+    """Set by SIGTERM or SIGINT (Ctrl-C)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    http = "https" if cfg.cert else "http"
-    base = f"{cfg.host}:{relay.port}"
+    return stop
+
+
+async def _start_relay(cfg: RelayConfig) -> Relay:
+    relay = Relay(cfg, load_room_types(cfg.rooms))
+    await relay.start()
     log.info("relay listening on %s (rooms: %s)", relay.url, ", ".join(sorted(relay.room_types)))
-    if banner:
-        print(f"Stadium {__version__} dev")
-        print(f"  relay      {relay.url}/rooms/broadcast/lobby")
-        print(f"  health     {http}://{base}/healthz")
-        print(f"  metrics    {http}://{base}/metrics")
-        print("Ctrl-C stops everything.", flush=True)
-    await stop.wait()
+    return relay
+
+
+async def _drain_relay(relay: Relay) -> None:
     log.info("draining: closing %d connections with 1001", len(relay.conns))
     await relay.drain()
+
+
+async def serve_relay(cfg: RelayConfig) -> None:
+    """Run one relay until SIGTERM or SIGINT, then drain it."""
+    stop = _stop_event()
+    relay = await _start_relay(cfg)
+    await stop.wait()
+    await _drain_relay(relay)
+
+
+def _embedded_redis() -> EmbeddedRedis:
+    server = EmbeddedRedis().start()
+    log.warning("no --redis-url: started an embedded Redis at %s (its data goes when it stops)",
+                server.url)
+    return server
+
+
+async def serve_leaderboard(cfg: LeaderboardConfig) -> None:
+    stop = _stop_event()
+    embedded = None if cfg.redis_url else _embedded_redis()
+    url = cfg.redis_url or (embedded.url if embedded else "")
+    service = LeaderboardService(cfg, url)
+    try:
+        await service.start()
+        await stop.wait()
+        await service.stop()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig) -> None:
+    """Embedded Redis (unless --redis-url), the relay and the leaderboard, in one process."""
+    stop = _stop_event()
+    embedded = None if relay_cfg.redis_url else _embedded_redis()
+    redis_url = relay_cfg.redis_url or (embedded.url if embedded else "")
+    try:
+        relay = await _start_relay(relay_cfg)
+        board_cfg.port = 0 if relay_cfg.port == 0 else board_cfg.port
+        boards = LeaderboardService(board_cfg, redis_url)
+        await boards.start()
+        http = "https" if relay_cfg.cert else "http"
+        base = f"{relay_cfg.host}:{relay.port}"
+        print(f"Stadium {__version__} dev")
+        print(f"  relay        {relay.url}/rooms/broadcast/lobby")
+        print(f"  leaderboard  {boards.url}/docs")
+        print(f"  redis        {redis_url}")
+        print(f"  health       {http}://{base}/healthz   metrics {http}://{base}/metrics")
+        print("Ctrl-C stops everything.", flush=True)
+        await stop.wait()
+        await _drain_relay(relay)
+        await boards.stop()
+    finally:
+        if embedded is not None:
+            embedded.stop()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,8 +126,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     relay_p = sub.add_parser("relay", help="run a relay")
     config.add_flags(relay_p, RelayConfig)
+    board_p = sub.add_parser("leaderboard", help="run the leaderboard HTTP API")
+    config.add_flags(board_p, LeaderboardConfig)
     dev_p = sub.add_parser("dev", help="run every service in one process tree for development")
     config.add_flags(dev_p, RelayConfig)
+    dev_p.add_argument("--leaderboard-port", type=int, default=8082,
+                       help="port of the leaderboard API (default: 8082)")
     tok = sub.add_parser("token", help="print a join token for a room")
     tok.add_argument("--secret", required=True)
     tok.add_argument("--room", required=True, help="TYPE/ROOM_ID")
@@ -93,8 +154,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(tokens.sign(args.secret, room_type=room_type, room_id=room_id,
                               player=args.player, ttl=args.ttl))
             return 0
+        if args.command == "leaderboard":
+            board_cfg = config.load(LeaderboardConfig, args, section="leaderboard",
+                                    toml_path=args.config)
+            uvloop.run(serve_leaderboard(board_cfg))
+            return 0
         cfg = config.load(RelayConfig, args, section="relay", toml_path=args.config)
-        uvloop.run(serve_relay(cfg, banner=args.command == "dev"))
+        if args.command == "dev":
+            board_cfg = config.load(LeaderboardConfig, None, section="leaderboard",
+                                    toml_path=args.config)
+            board_cfg.port = args.leaderboard_port
+            uvloop.run(serve_dev(cfg, board_cfg))
+        else:
+            uvloop.run(serve_relay(cfg))
     except config.ConfigError as e:
         print(f"stadium: {e}", file=sys.stderr)
         return 2

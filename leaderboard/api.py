@@ -1,0 +1,167 @@
+"""The leaderboard's HTTP API: routes that validate input and call `Store`."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, Field, JsonValue, StrictFloat, StrictInt
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from leaderboard.store import Board, BoardError, Store
+from stadium import __version__
+
+log = logging.getLogger("stadium.leaderboard")
+
+Period = Literal["daily", "weekly", "monthly"]
+
+
+class BoardSettings(BaseModel):
+    order: Literal["desc", "asc"] = "desc"
+    operator: Literal["best", "latest", "incr"] = "best"
+    periods: list[Period] = Field(default_factory=list, max_length=3)
+    reset_time: str = Field("00:00", description="UTC time of day (HH:MM) periods reset at")
+    metadata_max_bytes: int = Field(1024, ge=0, le=16384)
+
+
+class ScoreIn(BaseModel):
+    player: str = Field(max_length=64)
+    score: StrictInt | StrictFloat
+    metadata: JsonValue | None = None
+
+
+class ScoreBatch(BaseModel):
+    scores: list[ScoreIn] = Field(min_length=1, max_length=1000)
+
+
+class PlayersIn(BaseModel):
+    players: list[str] = Field(min_length=1, max_length=1000)
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def create_app(store: Store, api_key: str | None) -> FastAPI:
+    app = FastAPI(title="Stadium leaderboard", version=__version__,
+                  description="Boards on Redis sorted sets. Reads are public; writes and "
+                  "board settings need the server API key.")
+    registry = CollectorRegistry()
+    requests = Counter("stadium_leaderboard_requests", "HTTP requests", ["route", "status"],
+                       registry=registry)
+    latency = Histogram("stadium_leaderboard_request_seconds", "Request time", ["route"],
+                        registry=registry,
+                        buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .5, 1))
+    if api_key is None:
+        log.warning("no --api-key: anyone may submit scores and change boards")
+
+    def require_key(x_api_key: Annotated[str | None, Header()] = None,
+                    authorization: Annotated[str | None, Header()] = None) -> None:
+        if api_key is None:
+            return
+        given = x_api_key or ""
+        if not given and authorization and authorization[:7].lower() == "bearer ":
+            given = authorization[7:].strip()
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise BoardError(401, "bad_api_key", "writes need the server API key (X-API-Key)")
+
+    writer = [Depends(require_key)]
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        requests.labels(name, str(response.status_code)).inc()
+        latency.labels(name).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(BoardError)
+    async def board_error(_: Request, e: BoardError) -> JSONResponse:
+        log.info("%d %s: %s", e.status, e.code, e.message)
+        return _error(e.status, e.code, e.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
+        log.info("422 invalid_request: %s", message)
+        return _error(422, "invalid_request", message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        return _error(e.status_code, code, str(e.detail))
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        await store.redis.ping()
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.put("/boards/{board}", dependencies=writer, tags=["boards"])
+    async def put_board(board: str, settings: BoardSettings) -> JSONResponse:
+        saved, created = await store.put_board(board, Board(**settings.model_dump()))
+        return JSONResponse({"board": board, **settings.model_dump()},
+                            status_code=201 if created else 200)
+
+    @app.get("/boards/{board}/settings", tags=["boards"])
+    async def get_settings(board: str) -> dict[str, Any]:
+        found = await store.get_board(board)
+        assert found is not None
+        return {"board": board, **BoardSettings(**found.__dict__).model_dump()}
+
+    @app.post("/boards/{board}/scores", dependencies=writer, tags=["scores"])
+    async def submit(board: str, body: ScoreIn | ScoreBatch) -> dict[str, Any]:
+        """Submit one score or a batch; answers each player's score and rank in every period.
+        A batch is written atomically: all of it or, on any error, nothing."""
+        scores = body.scores if isinstance(body, ScoreBatch) else [body]
+        results = await store.submit(board, [s.model_dump() for s in scores])
+        return {"board": board, "results": results}
+
+    @app.get("/boards/{board}", tags=["scores"])
+    async def top(board: str, period: str = "all",
+                  limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+                  cursor: str | None = None) -> dict[str, Any]:
+        """Top entries. Pass `next_cursor` back as `cursor` for the following page: the page
+        starts right after the last entry you saw, even if scores changed in between."""
+        return await store.page(board, period, limit, cursor)
+
+    @app.get("/boards/{board}/players/{player}", tags=["scores"])
+    async def player(board: str, player: str, period: str = "all") -> dict[str, Any]:
+        return await store.player(board, player, period)
+
+    @app.get("/boards/{board}/players/{player}/around", tags=["scores"])
+    async def around(board: str, player: str, period: str = "all",
+                     n: Annotated[int, Query(ge=0, le=100)] = 5) -> dict[str, Any]:
+        return await store.around(board, player, period, n)
+
+    @app.post("/boards/{board}/ranks", tags=["scores"])
+    async def ranks(board: str, body: PlayersIn, period: str = "all") -> dict[str, Any]:
+        return await store.ranks(board, body.players, period)
+
+    @app.delete("/boards/{board}/players/{player}", dependencies=writer, tags=["scores"])
+    async def remove(board: str, player: str) -> dict[str, Any]:
+        removed = await store.remove(board, player)
+        if not removed:
+            raise BoardError(404, "unknown_player", f"{player!r} has no score on {board}")
+        return {"board": board, "player": player, "removed_from_periods": removed}
+
+    return app

@@ -1,0 +1,25 @@
+"""The leaderboard service's settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stadium.config import ConfigError, setting
+
+
+@dataclass
+class LeaderboardConfig:
+    host: str = setting("127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
+    port: int = setting(8082, "TCP port of the HTTP API")
+    redis_url: str | None = setting(
+        None, "Redis to keep boards in; without it an embedded server is started (data is "
+        "lost when it stops)")
+    api_key: str | None = setting(
+        None, "server key for writes and board settings (X-API-Key or Authorization: Bearer); "
+        "without it writes are open")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0-65535, not {self.port}")
+        if self.api_key == "":
+            self.api_key = None

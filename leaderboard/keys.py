@@ -1,0 +1,39 @@
+"""Where a board lives in Redis. Every key of one board shares the hash tag `{board}`,
+so a board's keys sit on one slot and one script can touch them all on Redis Cluster.
+
+| key                          | type   | holds                                              |
+|------------------------------|--------|----------------------------------------------------|
+| `lb:{B}:cfg`                 | string | the board's settings (JSON)                        |
+| `lb:{B}:z:{period}`          | zset   | entries of one period; member = tiebreak + player  |
+| `lb:{B}:i:{period}`          | hash   | player -> its member in that period's zset         |
+| `lb:{B}:meta`                | hash   | player -> metadata (JSON text)                     |
+| `lb:{B}:periods`             | set    | every period id written (to remove a player from all) |
+
+`period` is `all`, or `d:2026-11-23`, `w:2026-W47`, `m:2026-11`.
+"""
+
+from __future__ import annotations
+
+
+def _tag(board: str) -> str:
+    return f"lb:{{{board}}}"
+
+
+def config(board: str) -> str:
+    return f"{_tag(board)}:cfg"
+
+
+def entries(board: str, period: str) -> str:
+    return f"{_tag(board)}:z:{period}"
+
+
+def index(board: str, period: str) -> str:
+    return f"{_tag(board)}:i:{period}"
+
+
+def metadata(board: str) -> str:
+    return f"{_tag(board)}:meta"
+
+
+def periods(board: str) -> str:
+    return f"{_tag(board)}:periods"

@@ -1,0 +1,73 @@
+"""Period ids (daily, weekly, monthly) for a moment, given the board's UTC reset time."""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import UTC, datetime, timedelta
+
+KINDS = ("daily", "weekly", "monthly")
+_PREFIX = {"daily": "d", "weekly": "w", "monthly": "m"}
+_ID = re.compile(r"^(all|d:\d{4}-\d{2}-\d{2}|w:\d{4}-W\d{2}|m:\d{4}-\d{2})$")
+RESET = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def reset_offset(reset_time: str) -> timedelta:
+    m = RESET.match(reset_time)
+    if m is None:
+        raise ValueError(f"reset time {reset_time!r} is not HH:MM")
+    return timedelta(hours=int(m.group(1)), minutes=int(m.group(2)))
+
+
+def period_id(kind: str, at: float, reset_time: str = "00:00") -> str:
+    """The id of the `kind` period that contains unix time `at`."""
+    t = datetime.fromtimestamp(at, UTC) - reset_offset(reset_time)
+    if kind == "daily":
+        return f"d:{t:%Y-%m-%d}"
+    if kind == "weekly":
+        year, week, _ = t.isocalendar()
+        return f"w:{year}-W{week:02d}"
+    if kind == "monthly":
+        return f"m:{t:%Y-%m}"
+    raise ValueError(f"unknown period {kind!r}")
+
+
+def period_end(pid: str, reset_time: str = "00:00") -> float:
+    """Unix time at which period `pid` ends."""
+    off = reset_offset(reset_time)
+    kind, _, rest = pid.partition(":")
+    if kind == "d":
+        start = datetime.strptime(rest, "%Y-%m-%d").replace(tzinfo=UTC)
+        end = start + timedelta(days=1)
+    elif kind == "w":
+        start = datetime.strptime(rest + "-1", "%G-W%V-%u").replace(tzinfo=UTC)
+        end = start + timedelta(days=7)
+    elif kind == "m":
+        start = datetime.strptime(rest, "%Y-%m").replace(tzinfo=UTC)
+        days = calendar.monthrange(start.year, start.month)[1]
+        end = start + timedelta(days=days)
+    else:
+        raise ValueError(f"period {pid!r} has no end")
+    return (end + off).timestamp()
+
+
+def valid_id(pid: str) -> bool:
+    return bool(_ID.match(pid))
+
+
+def resolve(period: str, kinds: list[str], at: float, reset_time: str) -> str:
+    """A query's `period` (`all`, a kind the board keeps, or an explicit id) as a period id."""
+    if period in ("", "all"):
+        return "all"
+    if period in KINDS:
+        if period not in kinds:
+            raise LookupError(f"this board does not keep {period} periods")
+        return period_id(period, at, reset_time)
+    if valid_id(period) and _kind_of(period) in kinds:
+        return period
+    raise LookupError(f"unknown period {period!r}: use all, {', '.join(kinds) or '(none kept)'}, "
+                      "or an id such as d:2026-11-23, w:2026-W47, m:2026-11")
+
+
+def _kind_of(pid: str) -> str:
+    return {"d": "daily", "w": "weekly", "m": "monthly"}.get(pid[:1], "")

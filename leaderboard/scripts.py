@@ -1,0 +1,166 @@
+"""Lua scripts, each one atomic round trip to Redis.
+
+Entries are sorted-set members `TTTTTTTTTTTTTplayer`: a 13-digit tiebreak then the player id.
+For descending boards the tiebreak is 9999999999999 minus the time in ms the score was
+reached, for ascending boards the time itself, so that among equal scores whoever reached
+the score first ranks first under Redis' byte order of members.
+"""
+
+# Shared by the scripts: rank order in both directions, and member comparison by bytes
+# (Lua's `<` on strings follows the server's locale; sorted sets compare with memcmp).
+_COMMON = """
+local desc = ARGV[1] == 'desc'
+local function rank(z, m)
+  if desc then return redis.call('ZREVRANK', z, m) end
+  return redis.call('ZRANK', z, m)
+end
+local function range(z, a, b)
+  if desc then return redis.call('ZRANGE', z, a, b, 'REV', 'WITHSCORES') end
+  return redis.call('ZRANGE', z, a, b, 'WITHSCORES')
+end
+local function bytes_lt(a, b)
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+"""
+
+# KEYS: meta, periods-set, then (zset, index) per period.
+# ARGV: order, op, now_ms, nperiods, limit, then (period id, expire-at) per period,
+#       then (player, score, metadata-or-empty) per entry.
+SUBMIT = _COMMON + """
+local op, now, np, limit = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local first = 6 + 2 * np
+local tb = now
+if desc then tb = 9999999999999 - now end
+local prefix = string.format('%013d', tb)
+local plan = {}
+local changed_all = {}
+for e = first, #ARGV, 3 do
+  local player, score = ARGV[e], tonumber(ARGV[e + 1])
+  for p = 1, np do
+    local z, idx = KEYS[1 + 2 * p], KEYS[2 + 2 * p]
+    local old = redis.call('HGET', idx, player)
+    local new, write = score, true
+    if old then
+      local prev = tonumber(redis.call('ZSCORE', z, old))
+      if op == 'incr' then
+        new = prev + score
+      elseif op == 'best' and ((desc and score <= prev) or (not desc and score >= prev)) then
+        write = false
+      end
+      if new == prev then write = false end
+    end
+    if write and (new > limit or new < -limit) then
+      return redis.error_reply('RANGE ' .. player)
+    end
+    if write then
+      plan[#plan + 1] = {z, idx, player, old, new}
+      if p == 1 then changed_all[player] = true end
+    end
+  end
+end
+for _, s in ipairs(plan) do
+  if s[4] then redis.call('ZREM', s[1], s[4]) end
+  redis.call('ZADD', s[1], string.format('%.17g', s[5]), prefix .. s[3])
+  redis.call('HSET', s[2], s[3], prefix .. s[3])
+end
+for p = 1, np do
+  local at = tonumber(ARGV[5 + 2 * p])
+  redis.call('SADD', KEYS[2], ARGV[4 + 2 * p])
+  if at > 0 then
+    redis.call('EXPIREAT', KEYS[1 + 2 * p], at)
+    redis.call('EXPIREAT', KEYS[2 + 2 * p], at)
+  end
+end
+local out = {}
+for e = first, #ARGV, 3 do
+  local player = ARGV[e]
+  if ARGV[e + 2] ~= '' and changed_all[player] then
+    redis.call('HSET', KEYS[1], player, ARGV[e + 2])
+  end
+  for p = 1, np do
+    local z, idx = KEYS[1 + 2 * p], KEYS[2 + 2 * p]
+    local m = redis.call('HGET', idx, player)
+    out[#out + 1] = redis.call('ZSCORE', z, m)
+    out[#out + 1] = rank(z, m) + 1
+  end
+end
+return out
+"""
+
+# KEYS: zset. ARGV: order, limit, cursor score ('' for the first page), cursor member.
+# Returns {start rank (0-based), member, score, member, score, ...}: the page after the
+# cursor's position, wherever the cursor's own entry has moved since.
+PAGE = _COMMON + """
+local z, limit = KEYS[1], tonumber(ARGV[2])
+local start = 0
+if ARGV[3] ~= '' then
+  local s, m = ARGV[3], ARGV[4]
+  local lo
+  if desc then lo = redis.call('ZCOUNT', z, '(' .. s, '+inf')
+  else lo = redis.call('ZCOUNT', z, '-inf', '(' .. s) end
+  local hi = lo + redis.call('ZCOUNT', z, s, s)
+  -- Binary search the tied entries for the first one ranked after the cursor member.
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local mm = range(z, mid, mid)[1]
+    local after
+    if desc then after = bytes_lt(mm, m) else after = bytes_lt(m, mm) end
+    if after then hi = mid else lo = mid + 1 end
+  end
+  start = lo
+end
+local res = range(z, start, start + limit - 1)
+table.insert(res, 1, start)
+return res
+"""
+
+# KEYS: zset, index. ARGV: order, player, n. Returns {start rank, member, score, ...} for the
+# player's entry and n either side, or an empty list when the player has no entry.
+AROUND = _COMMON + """
+local m = redis.call('HGET', KEYS[2], ARGV[2])
+if not m then return {} end
+local r = rank(KEYS[1], m)
+if not r then return {} end
+local n = tonumber(ARGV[3])
+local lo = math.max(0, r - n)
+local res = range(KEYS[1], lo, r + n)
+table.insert(res, 1, lo)
+return res
+"""
+
+# KEYS: zset, index. ARGV: order, players... Returns {score or false, rank or false, ...}.
+RANKS = _COMMON + """
+local out = {}
+for i = 2, #ARGV do
+  local m = redis.call('HGET', KEYS[2], ARGV[i])
+  local r = m and rank(KEYS[1], m)
+  if r then
+    out[#out + 1] = redis.call('ZSCORE', KEYS[1], m)
+    out[#out + 1] = r + 1
+  else
+    out[#out + 1] = false
+    out[#out + 1] = false
+  end
+end
+return out
+"""
+
+# KEYS: meta, then (zset, index) per period. ARGV: order, player. Returns how many periods held it.
+REMOVE = _COMMON + """
+local player, removed = ARGV[2], 0
+redis.call('HDEL', KEYS[1], player)
+for k = 2, #KEYS, 2 do
+  local m = redis.call('HGET', KEYS[k + 1], player)
+  if m then
+    redis.call('ZREM', KEYS[k], m)
+    redis.call('HDEL', KEYS[k + 1], player)
+    removed = removed + 1
+  end
+end
+return removed
+"""

@@ -1,0 +1,68 @@
+"""Run the leaderboard API on uvicorn in the current event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+import uvicorn
+from redis.asyncio.cluster import RedisCluster
+
+from leaderboard.api import create_app
+from leaderboard.config import LeaderboardConfig
+from leaderboard.store import Store
+
+log = logging.getLogger("stadium.leaderboard")
+
+
+async def connect(url: str) -> Any:
+    """A client for `url`: a cluster client when the server runs in cluster mode."""
+    probe = aioredis.from_url(url)
+    try:
+        info = await probe.info("cluster")
+    finally:
+        await probe.aclose()
+    if info.get("cluster_enabled"):
+        return RedisCluster.from_url(url)
+    return aioredis.from_url(url)
+
+
+class LeaderboardService:
+    """`await start()` listens (port 0 picks a free one); `await stop()` shuts down."""
+
+    def __init__(self, cfg: LeaderboardConfig, redis_url: str) -> None:
+        self.cfg = cfg
+        self.redis_url = redis_url
+        self.redis: Any = None
+        self.port = cfg.port
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.redis = await connect(self.redis_url)
+        app = create_app(Store(self.redis), self.cfg.api_key)
+        self._server = server = uvicorn.Server(uvicorn.Config(
+            app, host=self.cfg.host, port=self.cfg.port, log_level="warning", access_log=False,
+            lifespan="off"))
+        self._task = asyncio.create_task(server.serve())
+        while not server.started:
+            if self._task.done():
+                await self._task
+                raise RuntimeError(f"the leaderboard could not listen on port {self.cfg.port}")
+            await asyncio.sleep(0.01)
+        self.port = server.servers[0].sockets[0].getsockname()[1]
+        log.info("leaderboard listening on http://%s:%d", self.cfg.host, self.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.cfg.host}:{self.port}"
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+        if self.redis is not None:
+            await self.redis.aclose()

@@ -1,0 +1,267 @@
+"""Boards in Redis: settings, atomic submits across periods, pages, ranks, removal."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from leaderboard import keys, periods, scripts
+
+NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
+BOARD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Scores are IEEE doubles; within this range every integer is exact.
+SCORE_LIMIT = 2**53 - 1
+TIEBREAK = 13
+MAX_BATCH = 1000
+MAX_PAGE = 1000
+MAX_AROUND = 100
+MAX_FRIENDS = 1000
+
+
+class BoardError(Exception):
+    """Bad input or a missing board: `status` and `code` go to the client as they are."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Board:
+    order: str = "desc"
+    operator: str = "best"
+    periods: list[str] = field(default_factory=list)
+    reset_time: str = "00:00"
+    metadata_max_bytes: int = 1024
+
+    def check(self) -> None:
+        if self.order not in ("desc", "asc"):
+            raise BoardError(422, "bad_order", "order is 'desc' or 'asc'")
+        if self.operator not in ("best", "latest", "incr"):
+            raise BoardError(422, "bad_operator", "operator is 'best', 'latest' or 'incr'")
+        for p in self.periods:
+            if p not in periods.KINDS:
+                raise BoardError(422, "bad_period", f"periods are {', '.join(periods.KINDS)}")
+        if len(set(self.periods)) != len(self.periods):
+            raise BoardError(422, "bad_period", "a period is listed twice")
+        try:
+            periods.reset_offset(self.reset_time)
+        except ValueError as e:
+            raise BoardError(422, "bad_reset_time", str(e)) from None
+        if not 0 <= self.metadata_max_bytes <= 16384:
+            raise BoardError(422, "bad_metadata_cap", "metadata_max_bytes is 0-16384")
+
+
+def check_board_name(board: str) -> None:
+    if not BOARD.match(board):
+        raise BoardError(400, "bad_board_name", "board names are 1-64 of A-Z a-z 0-9 _ . -")
+
+
+def check_player(player: str) -> None:
+    if not NAME.match(player):
+        raise BoardError(400, "bad_player", f"player ids are 1-64 of A-Z a-z 0-9 _ . : @ -, "
+                         f"not {player[:80]!r}")
+
+
+def _number(raw: Any) -> float | int:
+    value = float(raw)
+    return int(value) if value.is_integer() else value
+
+
+def _cursor(score: Any, member: Any) -> str:
+    raw = json.dumps([_text(score), _text(member)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _parse_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        score, member = json.loads(raw)
+        float(score)
+        if not (isinstance(score, str) and isinstance(member, str)) or len(member) <= TIEBREAK:
+            raise ValueError
+    except (ValueError, TypeError):
+        raise BoardError(400, "bad_cursor", "cursor is not one this service gave out") from None
+    return score, member
+
+
+class Store:
+    """The leaderboard's Redis-facing functions, named after what they store."""
+
+    def __init__(self, redis: aioredis.Redis | Any) -> None:
+        self.redis = redis
+        self._submit = redis.register_script(scripts.SUBMIT)
+        self._page = redis.register_script(scripts.PAGE)
+        self._around = redis.register_script(scripts.AROUND)
+        self._ranks = redis.register_script(scripts.RANKS)
+        self._remove = redis.register_script(scripts.REMOVE)
+
+    async def put_board(self, name: str, board: Board) -> tuple[Board, bool]:
+        """Create or change a board; order and operator of a board with entries are fixed."""
+        check_board_name(name)
+        board.check()
+        old = await self.get_board(name, missing_ok=True)
+        if old is not None and (old.order, old.operator) != (board.order, board.operator) \
+                and await self.redis.exists(keys.entries(name, "all")):
+            raise BoardError(409, "board_has_entries",
+                             "order and operator cannot change once a board has entries")
+        await self.redis.set(keys.config(name), json.dumps(asdict(board)))
+        return board, old is None
+
+    async def get_board(self, name: str, missing_ok: bool = False) -> Board | None:
+        check_board_name(name)
+        raw = await self.redis.get(keys.config(name))
+        if raw is None:
+            if missing_ok:
+                return None
+            raise BoardError(404, "unknown_board", f"no board {name!r}; create it with PUT")
+        return Board(**json.loads(raw))
+
+    async def _board(self, name: str) -> Board:
+        board = await self.get_board(name)
+        assert board is not None
+        return board
+
+    def _period(self, board: Board, period: str, at: float | None = None) -> str:
+        try:
+            return periods.resolve(period, board.periods, time.time() if at is None else at,
+                                   board.reset_time)
+        except LookupError as e:
+            raise BoardError(400, "bad_period", str(e)) from None
+
+    async def submit(self, name: str, entries: list[dict[str, Any]],
+                     at: float | None = None) -> list[dict[str, Any]]:
+        """Write a batch of scores to every period of the board in one atomic script."""
+        board = await self._board(name)
+        if not 1 <= len(entries) <= MAX_BATCH:
+            raise BoardError(422, "bad_batch", f"send 1-{MAX_BATCH} scores at once")
+        seen: set[str] = set()
+        argv_entries: list[Any] = []
+        for e in entries:
+            player, score = e["player"], e["score"]
+            check_player(player)
+            if player in seen:
+                raise BoardError(422, "duplicate_player", f"{player!r} appears twice in one batch")
+            seen.add(player)
+            if isinstance(score, bool) or not isinstance(score, int | float) \
+                    or not math.isfinite(score) or abs(score) > SCORE_LIMIT:
+                raise BoardError(422, "bad_score", f"score of {player!r} must be a finite number "
+                                 f"within ±{SCORE_LIMIT}")
+            meta = e.get("metadata")
+            meta_text = "" if meta is None else json.dumps(meta, separators=(",", ":"))
+            if len(meta_text.encode()) > board.metadata_max_bytes:
+                raise BoardError(422, "metadata_too_large", f"metadata of {player!r} is over "
+                                 f"{board.metadata_max_bytes} bytes")
+            argv_entries += [player, repr(float(score)), meta_text]
+        now = time.time() if at is None else at
+        pids = ["all"] + [periods.period_id(k, now, board.reset_time) for k in board.periods]
+        key_list = [keys.metadata(name), keys.periods(name)]
+        argv: list[Any] = [board.order, board.operator, int(now * 1000), len(pids), SCORE_LIMIT]
+        for kind, pid in zip(["all", *board.periods], pids, strict=True):
+            key_list += [keys.entries(name, pid), keys.index(name, pid)]
+            # A period's entries are kept for one more period after it ends.
+            if pid == "all":
+                argv += [pid, 0]
+            else:
+                end = periods.period_end(pid, board.reset_time)
+                argv += [pid, int(end + _LENGTH[kind])]
+        try:
+            raw = await self._submit(keys=key_list, args=argv + argv_entries)
+        except ResponseError as err:
+            if str(err).startswith("RANGE"):
+                player = str(err).split(" ", 1)[1]
+                raise BoardError(422, "score_out_of_range", f"the total of {player!r} would "
+                                 f"leave ±{SCORE_LIMIT}; nothing was written") from None
+            raise
+        out = []
+        names = ["all", *board.periods]
+        for i, e in enumerate(entries):
+            row = raw[2 * len(pids) * i: 2 * len(pids) * (i + 1)]
+            out.append({"player": e["player"], "periods": {
+                names[p]: {"score": _number(row[2 * p]), "rank": int(row[2 * p + 1])}
+                for p in range(len(pids))}})
+        return out
+
+    async def page(self, name: str, period: str = "all", limit: int = 10,
+                   cursor: str | None = None) -> dict[str, Any]:
+        board = await self._board(name)
+        if not 1 <= limit <= MAX_PAGE:
+            raise BoardError(400, "bad_limit", f"limit is 1-{MAX_PAGE}")
+        pid = self._period(board, period)
+        cs, cm = _parse_cursor(cursor) if cursor else ("", "")
+        raw = await self._page(keys=[keys.entries(name, pid)],
+                               args=[board.order, limit, cs, cm])
+        entries = await self._entries(name, int(raw[0]), raw[1:])
+        nxt = _cursor(raw[-1], raw[-2]) if len(entries) == limit else None
+        return {"board": name, "period": pid, "entries": entries, "next_cursor": nxt}
+
+    async def around(self, name: str, player: str, period: str = "all",
+                     n: int = 5) -> dict[str, Any]:
+        board = await self._board(name)
+        check_player(player)
+        if not 0 <= n <= MAX_AROUND:
+            raise BoardError(400, "bad_n", f"n is 0-{MAX_AROUND}")
+        pid = self._period(board, period)
+        raw = await self._around(keys=[keys.entries(name, pid), keys.index(name, pid)],
+                                 args=[board.order, player, n])
+        if not raw:
+            raise BoardError(404, "unknown_player", f"{player!r} has no score on {name} ({pid})")
+        return {"board": name, "period": pid,
+                "entries": await self._entries(name, int(raw[0]), raw[1:])}
+
+    async def player(self, name: str, player: str, period: str = "all") -> dict[str, Any]:
+        found = await self.around(name, player, period, 0)
+        return {"board": name, "period": found["period"], **found["entries"][0]}
+
+    async def ranks(self, name: str, players: list[str], period: str = "all") -> dict[str, Any]:
+        board = await self._board(name)
+        if not 1 <= len(players) <= MAX_FRIENDS:
+            raise BoardError(422, "bad_players", f"ask for 1-{MAX_FRIENDS} players")
+        for p in players:
+            check_player(p)
+        pid = self._period(board, period)
+        raw = await self._ranks(keys=[keys.entries(name, pid), keys.index(name, pid)],
+                                args=[board.order, *players])
+        found: list[dict[str, Any]] = []
+        for i, p in enumerate(players):
+            score, rank = raw[2 * i], raw[2 * i + 1]
+            if rank is not None:
+                found.append({"player": p, "rank": int(rank), "score": _number(score)})
+        found.sort(key=lambda r: r["rank"])
+        return {"board": name, "period": pid, "entries": found,
+                "missing": [p for p in players if p not in {r["player"] for r in found}]}
+
+    async def remove(self, name: str, player: str) -> int:
+        """Remove a player from every period of the board; returns how many held it."""
+        board = await self._board(name)
+        check_player(player)
+        pids = sorted(_text(p) for p in await self.redis.smembers(keys.periods(name)))
+        key_list = [keys.metadata(name)]
+        for pid in pids or ["all"]:
+            key_list += [keys.entries(name, pid), keys.index(name, pid)]
+        return int(await self._remove(keys=key_list, args=[board.order, player]))
+
+    async def _entries(self, name: str, start: int, flat: list[Any]) -> list[dict[str, Any]]:
+        members = [_text(m) for m in flat[0::2]]
+        players = [m[TIEBREAK:] for m in members]
+        metas = await self.redis.hmget(keys.metadata(name), players) if players else []
+        return [{"rank": start + i + 1, "player": p, "score": _number(s),
+                 "metadata": None if meta is None else json.loads(meta)}
+                for i, (p, s, meta) in enumerate(zip(players, flat[1::2], metas, strict=True))]
+
+
+_LENGTH = {"daily": 86400, "weekly": 7 * 86400, "monthly": 31 * 86400}
