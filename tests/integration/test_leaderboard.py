@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from stadium.redis_server import EmbeddedCluster, EmbeddedRedis
+from stadium_client import LeaderboardClient, LeaderboardError
 from tests.conftest import ROOT
 
 KEY = "server-key"
@@ -240,3 +241,27 @@ async def test_cursor_paging_stays_correct_while_scores_change(http: httpx.Async
                                                         "cursor": first["next_cursor"]})).json()
     # The page continues after m09 with no entry skipped or repeated.
     assert [e["player"] for e in second["entries"]] == [f"m{i:02d}" for i in range(10, 20)]
+
+
+async def test_python_sdk_leaderboard_client(service: str) -> None:
+    async with LeaderboardClient(service, api_key=KEY) as server, \
+            LeaderboardClient(service) as player_side:
+        await server.configure("sdk", periods=["weekly"], operator="latest")
+        assert (await server.submit("sdk", "ann", 10, {"hat": 1}))["weekly"]["rank"] == 1
+        results = await server.submit_many("sdk", [{"player": "bob", "score": 20},
+                                                   {"player": "cid", "score": 5}])
+        assert [r["periods"]["all"]["rank"] for r in results] == [1, 3]
+        assert (await server.submit("sdk", "ann", 3))["all"] == {"score": 3, "rank": 3}
+        top = await player_side.top("sdk", limit=2)
+        assert [e["player"] for e in top["entries"]] == ["bob", "cid"]
+        rest = await player_side.top("sdk", limit=2, cursor=top["next_cursor"])
+        assert [(e["rank"], e["player"], e["metadata"]) for e in rest["entries"]] == \
+            [(3, "ann", {"hat": 1})]
+        assert (await player_side.rank("sdk", "cid", period="weekly"))["rank"] == 2
+        assert [e["player"] for e in await player_side.around("sdk", "cid", n=1)] == \
+            ["bob", "cid", "ann"]
+        assert (await player_side.ranks("sdk", ["ann", "zed"]))["missing"] == ["zed"]
+        with pytest.raises(LeaderboardError) as e:
+            await player_side.submit("sdk", "eve", 99)
+        assert (e.value.status, e.value.code) == (401, "bad_api_key")
+        assert await server.remove("sdk", "ann") == 2

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from leaderboard.config import LeaderboardConfig
 from relay.config import RelayConfig
 from stadium import config
 from stadium.cli import _parser, load_room_types
@@ -83,8 +84,9 @@ def test_room_specs() -> None:
             load_room_types([bad])
 
 
-def test_every_setting_is_documented() -> None:
+@pytest.mark.parametrize("cls", [RelayConfig, LeaderboardConfig])
+def test_every_setting_is_documented(cls: type) -> None:
     docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
-    for flag, env, _default, help_text in config.describe(RelayConfig):
+    for flag, env, _default, help_text in config.describe(cls):
         assert help_text, flag
-        assert f"`{flag}`" in docs and f"`{env}`" in docs, flag
+        assert f"| `{flag}` | `{env}` |" in docs, flag

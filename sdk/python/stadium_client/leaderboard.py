@@ -1,0 +1,89 @@
+"""Async client for the leaderboard HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class LeaderboardError(Exception):
+    """The service refused a request: `status`, and `code`/`message` from its error body."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class LeaderboardClient:
+    """`api_key` is needed for writes (submit, remove, board settings): game servers hold it,
+    game clients read without it."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 10.0) -> None:
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout)
+
+    async def _call(self, method: str, path: str, **kw: Any) -> Any:
+        r = await self._http.request(method, path, **kw)
+        if r.status_code >= 400:
+            try:
+                err = r.json()["error"]
+                raise LeaderboardError(r.status_code, err["code"], err["message"])
+            except (ValueError, KeyError, TypeError):
+                raise LeaderboardError(r.status_code, "http_error", r.text[:200]) from None
+        return r.json()
+
+    async def configure(self, board: str, *, order: str = "desc", operator: str = "best",
+                        periods: list[str] | None = None, reset_time: str = "00:00",
+                        metadata_max_bytes: int = 1024) -> dict[str, Any]:
+        return dict(await self._call("PUT", f"/boards/{board}", json={
+            "order": order, "operator": operator, "periods": periods or [],
+            "reset_time": reset_time, "metadata_max_bytes": metadata_max_bytes}))
+
+    async def submit(self, board: str, player: str, score: float,
+                     metadata: Any = None) -> dict[str, Any]:
+        """One score; returns {period: {score, rank}} for the player."""
+        body = await self._call("POST", f"/boards/{board}/scores", json={
+            "player": player, "score": score, "metadata": metadata})
+        return dict(body["results"][0]["periods"])
+
+    async def submit_many(self, board: str, scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A batch of {player, score, metadata?}, written atomically."""
+        body = await self._call("POST", f"/boards/{board}/scores", json={"scores": scores})
+        return list(body["results"])
+
+    async def top(self, board: str, limit: int = 10, period: str = "all",
+                  cursor: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit, "period": period}
+        if cursor:
+            params["cursor"] = cursor
+        return dict(await self._call("GET", f"/boards/{board}", params=params))
+
+    async def rank(self, board: str, player: str, period: str = "all") -> dict[str, Any]:
+        return dict(await self._call("GET", f"/boards/{board}/players/{player}",
+                                     params={"period": period}))
+
+    async def around(self, board: str, player: str, n: int = 5,
+                     period: str = "all") -> list[dict[str, Any]]:
+        body = await self._call("GET", f"/boards/{board}/players/{player}/around",
+                                params={"n": n, "period": period})
+        return list(body["entries"])
+
+    async def ranks(self, board: str, players: list[str], period: str = "all") -> dict[str, Any]:
+        return dict(await self._call("POST", f"/boards/{board}/ranks",
+                                     params={"period": period}, json={"players": players}))
+
+    async def remove(self, board: str, player: str) -> int:
+        body = await self._call("DELETE", f"/boards/{board}/players/{player}")
+        return int(body["removed_from_periods"])
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> LeaderboardClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
