@@ -54,6 +54,34 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
+class _Measure:
+    """Counts requests and times them per route (plain ASGI: no per-request task)."""
+
+    def __init__(self, app: Any, requests: Counter, latency: Histogram) -> None:
+        self.app = app
+        self.requests = requests
+        self.latency = latency
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_status(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            name = getattr(scope.get("route"), "path", "unmatched")
+            self.requests.labels(name, str(status[0])).inc()
+            self.latency.labels(name).observe(time.perf_counter() - started)
+
+
 def create_app(store: Store, api_key: str | None) -> FastAPI:
     app = FastAPI(title="Stadium leaderboard", version=__version__,
                   description="Boards on Redis sorted sets. Reads are public; writes and "
@@ -79,15 +107,7 @@ def create_app(store: Store, api_key: str | None) -> FastAPI:
 
     writer = [Depends(require_key)]
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Any) -> Response:
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        requests.labels(name, str(response.status_code)).inc()
-        latency.labels(name).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(_Measure, requests=requests, latency=latency)
 
     @app.exception_handler(BoardError)
     async def board_error(_: Request, e: BoardError) -> JSONResponse:
@@ -129,39 +149,39 @@ def create_app(store: Store, api_key: str | None) -> FastAPI:
         return {"board": board, **BoardSettings(**found.__dict__).model_dump()}
 
     @app.post("/boards/{board}/scores", dependencies=writer, tags=["scores"])
-    async def submit(board: str, body: ScoreIn | ScoreBatch) -> dict[str, Any]:
+    async def submit(board: str, body: ScoreIn | ScoreBatch) -> JSONResponse:
         """Submit one score or a batch; answers each player's score and rank in every period.
         A batch is written atomically: all of it or, on any error, nothing."""
         scores = body.scores if isinstance(body, ScoreBatch) else [body]
         results = await store.submit(board, [s.model_dump() for s in scores])
-        return {"board": board, "results": results}
+        return JSONResponse({"board": board, "results": results})
 
     @app.get("/boards/{board}", tags=["scores"])
     async def top(board: str, period: str = "all",
                   limit: Annotated[int, Query(ge=1, le=1000)] = 10,
-                  cursor: str | None = None) -> dict[str, Any]:
+                  cursor: str | None = None) -> JSONResponse:
         """Top entries. Pass `next_cursor` back as `cursor` for the following page: the page
         starts right after the last entry you saw, even if scores changed in between."""
-        return await store.page(board, period, limit, cursor)
+        return JSONResponse(await store.page(board, period, limit, cursor))
 
     @app.get("/boards/{board}/players/{player}", tags=["scores"])
-    async def player(board: str, player: str, period: str = "all") -> dict[str, Any]:
-        return await store.player(board, player, period)
+    async def player(board: str, player: str, period: str = "all") -> JSONResponse:
+        return JSONResponse(await store.player(board, player, period))
 
     @app.get("/boards/{board}/players/{player}/around", tags=["scores"])
     async def around(board: str, player: str, period: str = "all",
-                     n: Annotated[int, Query(ge=0, le=100)] = 5) -> dict[str, Any]:
-        return await store.around(board, player, period, n)
+                     n: Annotated[int, Query(ge=0, le=100)] = 5) -> JSONResponse:
+        return JSONResponse(await store.around(board, player, period, n))
 
     @app.post("/boards/{board}/ranks", tags=["scores"])
-    async def ranks(board: str, body: PlayersIn, period: str = "all") -> dict[str, Any]:
-        return await store.ranks(board, body.players, period)
+    async def ranks(board: str, body: PlayersIn, period: str = "all") -> JSONResponse:
+        return JSONResponse(await store.ranks(board, body.players, period))
 
     @app.delete("/boards/{board}/players/{player}", dependencies=writer, tags=["scores"])
-    async def remove(board: str, player: str) -> dict[str, Any]:
+    async def remove(board: str, player: str) -> JSONResponse:
         removed = await store.remove(board, player)
         if not removed:
             raise BoardError(404, "unknown_player", f"{player!r} has no score on {board}")
-        return {"board": board, "player": player, "removed_from_periods": removed}
+        return JSONResponse({"board": board, "player": player, "removed_from_periods": removed})
 
     return app

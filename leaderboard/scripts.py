@@ -18,6 +18,15 @@ local function range(z, a, b)
   if desc then return redis.call('ZRANGE', z, a, b, 'REV', 'WITHSCORES') end
   return redis.call('ZRANGE', z, a, b, 'WITHSCORES')
 end
+-- {start rank, {member, score, ...}, {metadata or false, ...}} for ranks a..b
+local function page(z, meta, a, b)
+  local res = range(z, a, b)
+  local metas = {}
+  for i = 1, #res, 2 do
+    metas[#metas + 1] = redis.call('HGET', meta, string.sub(res[i], 14))
+  end
+  return {a, res, metas}
+end
 local function bytes_lt(a, b)
   local n = math.min(#a, #b)
   for i = 1, n do
@@ -92,9 +101,9 @@ end
 return out
 """
 
-# KEYS: zset. ARGV: order, limit, cursor score ('' for the first page), cursor member.
-# Returns {start rank (0-based), member, score, member, score, ...}: the page after the
-# cursor's position, wherever the cursor's own entry has moved since.
+# KEYS: zset, meta. ARGV: order, limit, cursor score ('' for the first page), cursor member.
+# Returns the page after the cursor's position, wherever the cursor's own entry has moved
+# since, as `page` gives it.
 PAGE = _COMMON + """
 local z, limit = KEYS[1], tonumber(ARGV[2])
 local start = 0
@@ -114,23 +123,18 @@ if ARGV[3] ~= '' then
   end
   start = lo
 end
-local res = range(z, start, start + limit - 1)
-table.insert(res, 1, start)
-return res
+return page(z, KEYS[2], start, start + limit - 1)
 """
 
-# KEYS: zset, index. ARGV: order, player, n. Returns {start rank, member, score, ...} for the
-# player's entry and n either side, or an empty list when the player has no entry.
+# KEYS: zset, index, meta. ARGV: order, player, n. Returns the player's entry and n either
+# side as `page` gives it, or an empty list when the player has no entry.
 AROUND = _COMMON + """
 local m = redis.call('HGET', KEYS[2], ARGV[2])
 if not m then return {} end
 local r = rank(KEYS[1], m)
 if not r then return {} end
 local n = tonumber(ARGV[3])
-local lo = math.max(0, r - n)
-local res = range(KEYS[1], lo, r + n)
-table.insert(res, 1, lo)
-return res
+return page(KEYS[1], KEYS[3], math.max(0, r - n), r + n)
 """
 
 # KEYS: zset, index. ARGV: order, players... Returns {score or false, rank or false, ...}.

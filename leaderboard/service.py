@@ -45,7 +45,7 @@ class LeaderboardService:
         app = create_app(Store(self.redis), self.cfg.api_key)
         self._server = server = uvicorn.Server(uvicorn.Config(
             app, host=self.cfg.host, port=self.cfg.port, log_level="warning", access_log=False,
-            lifespan="off"))
+            lifespan="off", http="httptools", loop="none"))
         self._task = asyncio.create_task(server.serve())
         while not server.started:
             if self._task.done():

@@ -102,8 +102,12 @@ def _parse_cursor(cursor: str) -> tuple[str, str]:
 class Store:
     """The leaderboard's Redis-facing functions, named after what they store."""
 
-    def __init__(self, redis: aioredis.Redis | Any) -> None:
+    def __init__(self, redis: aioredis.Redis | Any, settings_ttl: float = 1.0) -> None:
         self.redis = redis
+        # Board settings are read on every request and change rarely: another process's
+        # change is seen within `settings_ttl` seconds.
+        self.settings_ttl = settings_ttl
+        self._settings: dict[str, tuple[float, Board]] = {}
         self._submit = redis.register_script(scripts.SUBMIT)
         self._page = redis.register_script(scripts.PAGE)
         self._around = redis.register_script(scripts.AROUND)
@@ -120,6 +124,7 @@ class Store:
             raise BoardError(409, "board_has_entries",
                              "order and operator cannot change once a board has entries")
         await self.redis.set(keys.config(name), json.dumps(asdict(board)))
+        self._settings[name] = (time.monotonic() + self.settings_ttl, board)
         return board, old is None
 
     async def get_board(self, name: str, missing_ok: bool = False) -> Board | None:
@@ -132,8 +137,15 @@ class Store:
         return Board(**json.loads(raw))
 
     async def _board(self, name: str) -> Board:
+        cached = self._settings.get(name)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
         board = await self.get_board(name)
         assert board is not None
+        if len(self._settings) > 10000:
+            self._settings.clear()
+        self._settings[name] = (now + self.settings_ttl, board)
         return board
 
     def _period(self, board: Board, period: str, at: float | None = None) -> str:
@@ -203,10 +215,10 @@ class Store:
             raise BoardError(400, "bad_limit", f"limit is 1-{MAX_PAGE}")
         pid = self._period(board, period)
         cs, cm = _parse_cursor(cursor) if cursor else ("", "")
-        raw = await self._page(keys=[keys.entries(name, pid)],
+        raw = await self._page(keys=[keys.entries(name, pid), keys.metadata(name)],
                                args=[board.order, limit, cs, cm])
-        entries = await self._entries(name, int(raw[0]), raw[1:])
-        nxt = _cursor(raw[-1], raw[-2]) if len(entries) == limit else None
+        entries = _entries(raw)
+        nxt = _cursor(raw[1][-1], raw[1][-2]) if len(entries) == limit else None
         return {"board": name, "period": pid, "entries": entries, "next_cursor": nxt}
 
     async def around(self, name: str, player: str, period: str = "all",
@@ -216,12 +228,12 @@ class Store:
         if not 0 <= n <= MAX_AROUND:
             raise BoardError(400, "bad_n", f"n is 0-{MAX_AROUND}")
         pid = self._period(board, period)
-        raw = await self._around(keys=[keys.entries(name, pid), keys.index(name, pid)],
-                                 args=[board.order, player, n])
+        raw = await self._around(
+            keys=[keys.entries(name, pid), keys.index(name, pid), keys.metadata(name)],
+            args=[board.order, player, n])
         if not raw:
             raise BoardError(404, "unknown_player", f"{player!r} has no score on {name} ({pid})")
-        return {"board": name, "period": pid,
-                "entries": await self._entries(name, int(raw[0]), raw[1:])}
+        return {"board": name, "period": pid, "entries": _entries(raw)}
 
     async def player(self, name: str, player: str, period: str = "all") -> dict[str, Any]:
         found = await self.around(name, player, period, 0)
@@ -255,13 +267,14 @@ class Store:
             key_list += [keys.entries(name, pid), keys.index(name, pid)]
         return int(await self._remove(keys=key_list, args=[board.order, player]))
 
-    async def _entries(self, name: str, start: int, flat: list[Any]) -> list[dict[str, Any]]:
-        members = [_text(m) for m in flat[0::2]]
-        players = [m[TIEBREAK:] for m in members]
-        metas = await self.redis.hmget(keys.metadata(name), players) if players else []
-        return [{"rank": start + i + 1, "player": p, "score": _number(s),
-                 "metadata": None if meta is None else json.loads(meta)}
-                for i, (p, s, meta) in enumerate(zip(players, flat[1::2], metas, strict=True))]
+
+
+def _entries(raw: list[Any]) -> list[dict[str, Any]]:
+    """Entries from a script's {start, {member, score, ...}, {metadata, ...}}."""
+    start, flat, metas = int(raw[0]), raw[1], raw[2]
+    return [{"rank": start + i + 1, "player": _text(m)[TIEBREAK:], "score": _number(s),
+             "metadata": None if meta is None else json.loads(meta)}
+            for i, (m, s, meta) in enumerate(zip(flat[0::2], flat[1::2], metas, strict=True))]
 
 
 _LENGTH = {"daily": 86400, "weekly": 7 * 86400, "monthly": 31 * 86400}

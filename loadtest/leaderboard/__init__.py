@@ -1,0 +1,1 @@
+"""Leaderboard benchmark: submits and rank reads through the service and straight to Redis."""
