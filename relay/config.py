@@ -49,6 +49,9 @@ class RelayConfig:
     ip_handshake_rate: float = setting(
         50.0, "WebSocket handshakes per second per client address, sustained (else HTTP 429)")
     ip_handshake_burst: float = setting(200.0, "handshakes one client address may make at once")
+    ip_max_pending: int = setting(
+        100, "sockets one address may hold before its request is complete (else HTTP 429); "
+        "not applied with --trust-proxy")
     max_outbound_buffer: int = setting(
         4194304, "bytes queued for a client that does not read before it is closed (1008)")
     max_attachment_size: int = setting(
@@ -60,7 +63,7 @@ class RelayConfig:
         positive = ("max_message_size", "max_head_size", "handshake_timeout", "idle_timeout",
                     "ping_interval", "msg_rate", "msg_burst", "byte_rate", "byte_burst",
                     "ip_max_connections", "ip_handshake_rate", "ip_handshake_burst",
-                    "max_outbound_buffer", "max_attachment_size")
+                    "ip_max_pending", "max_outbound_buffer", "max_attachment_size")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")

@@ -33,6 +33,7 @@ from relay.ws.frames import (
 if TYPE_CHECKING:
     from relay.room import Room
     from relay.server import Relay
+    from relay.ws.handshake import Request
 
 log = logging.getLogger("stadium.relay")
 
@@ -45,7 +46,7 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "id", "ip", "player", "tags", "room", "phase", "out", "last_seen", "ping_sent",
         "deadline", "close_code", "msg_tokens", "byte_tokens", "bucket_at", "strikes",
-        "strike_at", "_state", "_relay", "_transport", "_reader", "_head",
+        "strike_at", "_state", "_relay", "_transport", "_reader", "_head", "_request", "_need",
     )
 
     def __init__(self, relay: Relay) -> None:
@@ -69,7 +70,9 @@ class Connection(asyncio.Protocol):
         self._state: Any = None
         self._transport: asyncio.Transport | None = None
         self._reader: FrameReader | None = None
-        self._head = b""
+        self._head = bytearray()  # the request head, then its body, until answered or upgraded
+        self._request: Request | None = None  # parsed head while its body is arriving
+        self._need = 0
 
     def __repr__(self) -> str:
         return f"<Connection {self.id} {self.ip} phase={self.phase}>"
@@ -128,6 +131,7 @@ class Connection(asyncio.Protocol):
         self._relay._accepted(self, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._relay._end_handshake(self)
         self.phase = CLOSED
         self._transport = None
         self._reader = None
@@ -142,41 +146,40 @@ class Connection(asyncio.Protocol):
             if self.phase == HANDSHAKE:
                 relay._head_data(self, data)
             return
-        stats = relay.stats
-        stats.bytes_in += len(data)
-        try:
-            events = reader.feed(data)
-        except ProtocolError as e:
-            self._handle(e.events, now, len(data))
-            self._fail(e.code, e.reason)
-            return
-        self._handle(events, now, len(data))
-
-    def _handle(self, events: list[Any], now: float, nbytes: int) -> None:
-        if not events:
-            return
-        relay = self._relay
+        nbytes = len(data)
+        relay.stats.bytes_in += nbytes
+        # Token buckets refill on every read and the byte bucket pays for every read, so
+        # a message split over many reads costs what it weighs.
         cfg = relay.config
-        # Token buckets: messages per second, and wire bytes per second.
         elapsed = now - self.bucket_at
         self.bucket_at = now
-        mt = self.msg_tokens + elapsed * cfg.msg_rate
-        if mt > cfg.msg_burst:
-            mt = cfg.msg_burst
         bt = self.byte_tokens + elapsed * cfg.byte_rate
         if bt > cfg.byte_burst:
             bt = cfg.byte_burst
-        bt -= nbytes
-        self.byte_tokens = bt
-        stats = relay.stats
+        self.byte_tokens = bt - nbytes
+        mt = self.msg_tokens + elapsed * cfg.msg_rate
+        self.msg_tokens = mt if mt < cfg.msg_burst else cfg.msg_burst
+        try:
+            events = reader.feed(data)
+        except ProtocolError as e:
+            self._handle(e.events, now)
+            self._fail(e.code, e.reason)
+            return
+        if events:
+            self._handle(events, now)
+
+    def _handle(self, events: list[Any], now: float) -> None:
+        stats = self._relay.stats
+        mt = self.msg_tokens
+        in_debt = self.byte_tokens < 0.0
         for ev in events:
             kind = type(ev)
             if kind is Message:
                 if self.phase != OPEN:
                     continue  # after our close frame, data is dropped (RFC 6455 5.5.1)
-                if mt < 1.0 or bt < 0.0:
+                if mt < 1.0 or in_debt:
                     stats.rate_limit_drops += 1
-                    self._strike(now, "messages" if mt < 1.0 else "bytes")
+                    self._strike(now, "bytes" if in_debt else "messages")
                     continue
                 mt -= 1.0
                 stats.messages_in += 1
@@ -249,6 +252,7 @@ class Connection(asyncio.Protocol):
         if self.phase in (OPEN, HANDSHAKE) and code != CLOSE_NO_STATUS:
             self.close_code = code
         log.info("conn %d ip %s: aborted (%d: %s)", self.id, self.ip, code, reason)
+        self._relay._end_handshake(self)
         self._relay._left(self)
         self.phase = CLOSING
         t = self._transport

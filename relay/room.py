@@ -130,7 +130,9 @@ class Room:
     _relay: Relay
     _conns: dict[int, Connection]
     _inbox: deque[_Item] | None
+    _running: bool
     _async: frozenset[str]
+    _async_message: bool
     _alarm: asyncio.TimerHandle | None
     _alarm_at: float | None
 
@@ -158,12 +160,20 @@ class Room:
         """Send to every connection in the room but `exclude`; framed once. Returns recipients."""
         frame = encode_message(message if isinstance(message, str | bytes)
                                else msgpack.packb(message))
-        skip = {c if isinstance(c, int) else c.id for c in exclude} if exclude else ()
+        # One excluded connection (the sender) is the common case: no set for it.
+        skip: Any = None
+        skip_set: Any = ()
+        if exclude:
+            ids = [c if isinstance(c, int) else c.id for c in exclude]
+            if len(ids) == 1:
+                skip = ids[0]
+            else:
+                skip_set = set(ids)
         relay = self._relay
         dirty = relay._dirty
         n = 0
         for cid, c in self._conns.items():
-            if cid in skip:
+            if cid == skip or cid in skip_set:
                 continue
             out = c.out
             if out is None:
@@ -217,6 +227,8 @@ class Room:
             names = frozenset(n for n in HANDLERS if inspect.iscoroutinefunction(getattr(cls, n)))
             _async_handlers[cls] = names
         self._async = names
+        self._async_message = "on_message" in names
+        self._running = False
         self._relay = relay
         self.type = type_name
         self.id = room_id
@@ -228,37 +240,56 @@ class Room:
 
     @property
     def _busy(self) -> bool:
-        return self._inbox is not None or self._alarm is not None
+        return self._inbox is not None or self._alarm is not None or self._running
 
     def _call(self, name: str, args: tuple[Any, ...], conn: Connection | None = None,
               done: Done | None = None) -> None:
         """Run handler `name` now, or after what is pending, in arrival order."""
-        if self._inbox is not None:
-            self._inbox.append((name, args, conn, done))
+        if self._inbox is not None or self._running or name in self._async:
+            self._enqueue((name, args, conn, done))
             return
-        if name in self._async:
-            self._inbox = deque(((name, args, conn, done),))
-            self._relay.loop.create_task(self._work())
+        self._running = True
+        try:
+            self._run_plain(name, args, conn, done)
+        finally:
+            self._after_inline()
+
+    def _deliver(self, conn: Connection, message: str | bytes) -> None:
+        """`on_message`, the hot path: inline when nothing is pending."""
+        if self._inbox is not None or self._running or self._async_message:
+            self._enqueue(("on_message", (conn, message), conn, None))
             return
+        self._running = True
+        try:
+            self.on_message(conn, message)
+        except Exception:
+            self._failed("on_message", conn)
+        finally:
+            self._after_inline()
+
+    def _run_plain(self, name: str, args: tuple[Any, ...], conn: Connection | None,
+                   done: Done | None) -> None:
         try:
             result = getattr(self, name)(*args)
         except Exception:
             self._failed(name, conn)
-            if done is not None:
-                done(None, False)
+            _finish(done, None, False)
             return
-        if done is not None:
-            done(result, True)
+        _finish(done, result, True)
 
-    def _deliver(self, conn: Connection, message: str | bytes) -> None:
-        """`on_message`, the hot path: inline when nothing is pending."""
-        if self._inbox is None and "on_message" not in self._async:
-            try:
-                self.on_message(conn, message)
-            except Exception:
-                self._failed("on_message", conn)
-        else:
-            self._call("on_message", (conn, message), conn)
+    def _after_inline(self) -> None:
+        """What an inline handler caused (a close, say) runs after it, not inside it."""
+        self._running = False
+        if self._inbox is not None:
+            self._relay.loop.create_task(self._work())
+
+    def _enqueue(self, item: _Item) -> None:
+        if self._inbox is not None:
+            self._inbox.append(item)
+            return
+        self._inbox = deque((item,))
+        if not self._running:
+            self._relay.loop.create_task(self._work())
 
     async def _work(self) -> None:
         inbox = self._inbox
@@ -271,12 +302,11 @@ class Room:
                     result = await result
             except Exception:
                 self._failed(name, conn)
-                if done is not None:
-                    done(None, False)
+                _finish(done, None, False)
             else:
-                if done is not None:
-                    done(result, True)
-            inbox.popleft()
+                _finish(done, result, True)
+            finally:
+                inbox.popleft()
         self._inbox = None
         self._relay._room_settled(self)
 
@@ -291,6 +321,16 @@ class Room:
         self._alarm_at = None
         self._call("on_alarm", ())
         self._relay._room_settled(self)
+
+
+def _finish(done: Done | None, result: Any, ok: bool) -> None:
+    """Hand a handler's result on; a failing callback must not stall the room."""
+    if done is None:
+        return
+    try:
+        done(result, ok)
+    except Exception:
+        log.exception("answering a room handler's result failed")
 
 
 class BroadcastRoom(Room):

@@ -32,14 +32,14 @@ from relay.ws.handshake import (
     validate_upgrade,
 )
 from stadium import __version__
-from stadium.tokens import TokenError, verify
+from stadium.tokens import Claims, TokenError, verify
 
 log = logging.getLogger("stadium.relay")
 
 BUILTIN_ROOMS: Mapping[str, type[Room]] = {"broadcast": BroadcastRoom}
-ROOM_PATH = re.compile(r"^/rooms/([^/]*)/([^/]*)$")
-TYPE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-ROOM_ID = re.compile(r"^[A-Za-z0-9_.:~-]{1,128}$")
+ROOM_PATH = re.compile(r"/rooms/([^/]*)/([^/]*)")
+TYPE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+ROOM_ID = re.compile(r"[A-Za-z0-9_.:~-]{1,128}")
 _PING = encode_frame(OP_PING, b"")
 SWEEP_INTERVAL = 1.0
 
@@ -52,7 +52,7 @@ class Relay:
         self.config = config
         self.room_types: dict[str, type[Room]] = dict(BUILTIN_ROOMS)
         for name, cls in (room_types or {}).items():
-            if not TYPE_NAME.match(name):
+            if not TYPE_NAME.fullmatch(name):
                 raise ValueError(f"room type {name!r}: use 1-64 of A-Z a-z 0-9 _ -")
             if not (isinstance(cls, type) and issubclass(cls, Room)):
                 raise TypeError(f"room type {name!r}: {cls!r} is not a relay.Room subclass")
@@ -65,6 +65,7 @@ class Relay:
         self._dirty: list[Connection] = []
         self._flush_pending = False
         self._ip_conns: dict[str, int] = {}
+        self._ip_pending: dict[str, int] = {}
         self._ip_buckets: dict[str, list[float]] = {}
         self._next_id = 1
         self._server: asyncio.Server | None = None
@@ -130,9 +131,29 @@ class Relay:
         peer = transport.get_extra_info("peername")
         conn.ip = peer[0] if isinstance(peer, tuple) else "unix"
         conn.deadline = self.loop.time() + self.config.handshake_timeout
-        self.conns.add(conn)
         if self.draining:
+            conn.phase = CLOSING
             transport.abort()
+            return
+        self.conns.add(conn)
+        if not self.config.trust_proxy:  # behind a proxy every socket has the proxy's address
+            pending = self._ip_pending.get(conn.ip, 0)
+            if pending >= self.config.ip_max_pending:
+                conn.phase = CLOSING
+                self._reject(conn, HttpError(429, "too_many_pending",
+                                             f"{pending} unfinished requests from {conn.ip}"))
+                return
+            self._ip_pending[conn.ip] = pending + 1
+
+    def _end_handshake(self, conn: Connection) -> None:
+        """The socket leaves the handshake phase: it no longer counts as pending."""
+        if conn.phase != HANDSHAKE or self.config.trust_proxy:
+            return
+        n = self._ip_pending.get(conn.ip, 1) - 1
+        if n > 0:
+            self._ip_pending[conn.ip] = n
+        else:
+            self._ip_pending.pop(conn.ip, None)
 
     def _lost(self, conn: Connection) -> None:
         self.conns.discard(conn)
@@ -201,23 +222,29 @@ class Relay:
 
     # --- HTTP --------------------------------------------------------------------------
     def _head_data(self, conn: Connection, data: bytes) -> None:
-        cfg = self.config
-        buf = conn._head + data if conn._head else data
-        end = find_head_end(buf)
         try:
+            if conn._request is not None:
+                self._body_data(conn, data)
+                return
+            cfg = self.config
+            head = conn._head
+            searched = max(0, len(head) - 3)
+            head += data
+            end = find_head_end(head, searched)
             if end < 0 or end > cfg.max_head_size:
-                if end > cfg.max_head_size or len(buf) > cfg.max_head_size:
+                if end > cfg.max_head_size or len(head) > cfg.max_head_size:
                     raise HttpError(431, "head_too_large",
                                     f"request head over {cfg.max_head_size} bytes")
-                conn._head = buf
                 return
-            req = parse_request_head(buf[:end - 4])
+            req = parse_request_head(bytes(head[:end - 4]))
+            rest = bytes(head[end:])
+            del head[:]
             if cfg.trust_proxy:
                 forwarded = req.headers.get("x-forwarded-for", "").split(",")[-1].strip()
                 if forwarded:
                     conn.ip = forwarded
             if is_upgrade(req):
-                self._upgrade(conn, req, buf[end:])
+                self._upgrade(conn, req, rest)
                 return
             if "transfer-encoding" in req.headers:
                 raise HttpError(411, "length_required",
@@ -225,18 +252,27 @@ class Relay:
             length = req.headers.get("content-length", "0").strip()
             if not (length.isascii() and length.isdigit()):
                 raise HttpError(400, "bad_request", "Content-Length must be a number")
-            n = int(length)
-            if n > cfg.max_body_size:
+            if len(length) > 15 or int(length) > cfg.max_body_size:
                 raise HttpError(413, "body_too_large", f"body over {cfg.max_body_size} bytes")
-            if len(buf) - end < n:
-                conn._head = buf
-                return
-            req.body = buf[end:end + n]
-            conn._head = b""
-            conn.phase = CLOSING
-            self._http(conn, req)
+            conn._request = req
+            conn._need = int(length)
+            self._body_data(conn, rest)
         except HttpError as e:
             self._reject(conn, e)
+
+    def _body_data(self, conn: Connection, data: bytes) -> None:
+        """Collect a request body; answer once all `Content-Length` bytes are in."""
+        body = conn._head
+        body += data
+        req = conn._request
+        if len(body) < conn._need or req is None:
+            return
+        req.body = bytes(body[:conn._need])
+        del body[:]
+        conn._request = None
+        self._end_handshake(conn)
+        conn.phase = CLOSING
+        self._http(conn, req)
 
     def _reject(self, conn: Connection, err: HttpError) -> None:
         self.stats.http_rejects[err.status] += 1
@@ -245,7 +281,9 @@ class Relay:
         self._respond(conn, error_response(err))
 
     def _respond(self, conn: Connection, raw: bytes) -> None:
-        conn._head = b""
+        self._end_handshake(conn)
+        conn._request = None
+        del conn._head[:]
         t = conn._transport
         if t is not None:
             t.write(raw)
@@ -272,28 +310,29 @@ class Relay:
                                               ctype))
             return
         type_name, room_id = self._route(path)
+        self._admit(conn.ip, req, type_name, room_id)
         room = self._room(type_name, room_id)
 
         def done(result: Any, ok: bool) -> None:
+            raw = None
             if ok:
                 try:
                     resp = Response.of(result)
-                except (TypeError, ValueError):
-                    log.exception("room %s/%s: on_request returned %r", type_name, room_id,
-                                  type(result))
-                    ok = False
-            if not ok:
-                resp = Response.error(500, "internal_error", "the room failed to answer")
+                    raw = http_response(resp.status, resp.body, resp.content_type, resp.headers)
+                except Exception:
+                    log.exception("room %s/%s: on_request gave an answer that is not a "
+                                  "response: %r", type_name, room_id, type(result))
+            if raw is None:
+                raw = error_response(HttpError(500, "internal_error", "the room failed to answer"))
             if conn._transport is not None:
-                self._respond(conn, http_response(resp.status, resp.body, resp.content_type,
-                                                  resp.headers))
+                self._respond(conn, raw)
 
         conn.deadline = self.loop.time() + self.config.handshake_timeout
         room._call("on_request", (req,), None, done)
         self._room_settled(room)
 
     def _route(self, path: str) -> tuple[str, str]:
-        m = ROOM_PATH.match(path)
+        m = ROOM_PATH.fullmatch(path)
         if m is None:
             raise HttpError(404, "not_found", f"no route for {path}; rooms are at "
                             "/rooms/{type}/{room_id}")
@@ -301,17 +340,14 @@ class Relay:
         if type_name not in self.room_types:
             raise HttpError(404, "unknown_room_type", f"no room type {type_name!r}; known: "
                             f"{', '.join(sorted(self.room_types))}")
-        if not ROOM_ID.match(room_id):
+        if not ROOM_ID.fullmatch(room_id):
             raise HttpError(400, "bad_room_id", "room id must be 1-128 of A-Z a-z 0-9 _ . : ~ -")
         return type_name, room_id
 
-    # --- WebSocket upgrade -------------------------------------------------------------
-    def _upgrade(self, conn: Connection, req: Request, rest: bytes) -> None:
+    def _admit(self, ip: str, req: Request, type_name: str, room_id: str) -> Claims | None:
+        """The per-address request rate and, with a secret, the join token for this room:
+        checked for WebSocket upgrades and for HTTP requests to rooms alike."""
         cfg = self.config
-        if self.draining:
-            raise HttpError(503, "draining", "the relay is shutting down; try another")
-        type_name, room_id = self._route(req.path)
-        ip = conn.ip
         now = self.loop.time()
         bucket = self._ip_buckets.get(ip)
         if bucket is None:
@@ -324,6 +360,27 @@ class Relay:
                             f"over {cfg.ip_handshake_rate:g} handshakes/s from {ip}",
                             (("Retry-After", "1"),))
         bucket[0] = tokens - 1.0
+        if cfg.secret is None:
+            return None
+        token = req.query.get("token", "")
+        auth = req.headers.get("authorization", "")
+        if not token and auth[:7].lower() == "bearer ":
+            token = auth[7:].strip()
+        if not token:
+            raise HttpError(401, "missing_token", "this relay needs a join token (?token=)")
+        try:
+            return verify(cfg.secret, token, room_type=type_name, room_id=room_id)
+        except TokenError as e:
+            raise HttpError(401, e.reason, e.message) from None
+
+    # --- WebSocket upgrade -------------------------------------------------------------
+    def _upgrade(self, conn: Connection, req: Request, rest: bytes) -> None:
+        cfg = self.config
+        if self.draining:
+            raise HttpError(503, "draining", "the relay is shutting down; try another")
+        type_name, room_id = self._route(req.path)
+        ip = conn.ip
+        now = self.loop.time()
         if self._ip_conns.get(ip, 0) >= cfg.ip_max_connections:
             raise HttpError(429, "too_many_connections",
                             f"{cfg.ip_max_connections} connections already open from {ip}")
@@ -331,18 +388,7 @@ class Relay:
         origin = req.headers.get("origin")
         if cfg.allowed_origins and origin is not None and origin not in cfg.allowed_origins:
             raise HttpError(403, "origin_not_allowed", f"origin {origin!r} is not allowed")
-        claims = None
-        if cfg.secret is not None:
-            token = req.query.get("token", "")
-            auth = req.headers.get("authorization", "")
-            if not token and auth[:7].lower() == "bearer ":
-                token = auth[7:].strip()
-            if not token:
-                raise HttpError(401, "missing_token", "this relay needs a join token (?token=)")
-            try:
-                claims = verify(cfg.secret, token, room_type=type_name, room_id=room_id)
-            except TokenError as e:
-                raise HttpError(401, e.reason, e.message) from None
+        claims = self._admit(ip, req, type_name, room_id)
         try:
             room = self._room(type_name, room_id)
         except Exception:
@@ -351,7 +397,7 @@ class Relay:
         t = conn._transport
         assert t is not None
         t.write(accept_response(accept))
-        conn._head = b""
+        self._end_handshake(conn)
         conn.phase = OPEN
         conn._reader = FrameReader(masked=True, max_message_size=cfg.max_message_size)
         conn.player = claims.player if claims is not None else None

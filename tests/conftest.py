@@ -91,6 +91,7 @@ def relay() -> Iterator[RelayProcess]:
     """One relay per test module, with limits loose enough for many clients from 127.0.0.1."""
     r = start_relay("--ip-max-connections", "5000", "--ip-handshake-burst", "5000",
                     "--ip-handshake-rate", "5000", "--room", "faulty=tests.rooms:FaultyRoom",
-                    "--room", "echo=tests.rooms:EchoRoom")
+                    "--room", "echo=tests.rooms:EchoRoom",
+                    "--room", "order=tests.rooms:OrderRoom")
     yield r
     r.stop(signal.SIGKILL)

@@ -63,3 +63,24 @@ class EchoRoom(Room):
             return Response.json({"delivered_to": self.connection_count})
         return Response.json({"room": self.id, "connections": self.connection_count,
                               "path": request.path})
+
+
+class OrderRoom(Room):
+    """Records the order its handlers run in; `kick` closes the sender from inside a handler."""
+
+    def on_start(self) -> None:
+        self.events: list[str] = []
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        self.events.append(f"message {message!r} start")
+        if message == "kick":
+            conn.close(4000, "kicked")
+        self.events.append(f"message {message!r} end")
+
+    def on_close(self, conn: Connection) -> None:
+        self.events.append("close")
+
+    def on_request(self, request: Request) -> Any:
+        if request.query.get("bad") == "header":
+            return Response("x", headers=[("X-Name", "\u2603")])  # not latin-1: cannot be sent
+        return {"events": self.events, "instance": id(self)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import os
 import struct
+from typing import Any
 
 OP_CONT = 0x0
 OP_TEXT = 0x1
@@ -160,27 +161,38 @@ class FrameReader:
     on the first violation; after that the reader must not be fed again.
     """
 
-    __slots__ = ("_buf", "_masked", "max_message_size", "_frag_op", "_frags", "_frag_size",
-                 "_utf8")
+    __slots__ = ("_parts", "_have", "_need", "_masked", "max_message_size", "_frag_op", "_frags",
+                 "_frag_size", "_utf8")
 
     def __init__(self, *, masked: bool, max_message_size: int) -> None:
-        self._buf = b""
+        # An incomplete frame is kept as the reads that brought it, joined once it is whole.
+        self._parts: list[bytes] = []
+        self._have = 0
+        self._need = 0
         self._masked = masked
         self.max_message_size = max_message_size
         self._frag_op = 0  # opcode of the fragmented message in progress, 0 when none
-        self._frags: list[bytes] = []
+        self._frags: list[Any] = []  # str pieces of a text message, bytes of a binary one
         self._frag_size = 0
         self._utf8: codecs.IncrementalDecoder | None = None
 
     @property
     def buffered(self) -> int:
         """Bytes held for an incomplete frame."""
-        return len(self._buf) + self._frag_size
+        return self._have + self._frag_size
 
     def feed(self, data: bytes) -> list[Event]:
         events: list[Event] = []
+        if self._parts:
+            self._parts.append(data)
+            self._have += len(data)
+            if self._have < self._need:
+                return events
+            data = b"".join(self._parts)
+            self._parts = []
+            self._have = 0
         try:
-            self._parse(self._buf + data if self._buf else data, events)
+            self._parse(data, events)
         except ProtocolError as e:
             e.events = events
             raise
@@ -190,6 +202,7 @@ class FrameReader:
         pos = 0
         end = len(buf)
         masked = self._masked
+        need = 2
         while end - pos >= 2:
             b0 = buf[pos]
             b1 = buf[pos + 1]
@@ -203,11 +216,13 @@ class FrameReader:
             head = 2
             if n == 126:
                 if end - pos < 4:
+                    need = 4
                     break
                 n = _U16.unpack_from(buf, pos + 2)[0]
                 head = 4
             elif n == 127:
                 if end - pos < 10:
+                    need = 10
                     break
                 n = _U64.unpack_from(buf, pos + 2)[0]
                 if n >> 63:
@@ -238,6 +253,7 @@ class FrameReader:
             if masked:
                 head += 4
             if end - pos < head + n:
+                need = head + n
                 break
             start = pos + head
             payload = buf[start:start + n]
@@ -262,27 +278,31 @@ class FrameReader:
                     events.append(Message(payload))
                 continue
             events.extend(self._fragment(opcode, fin, payload))
-        self._buf = buf[pos:] if pos < end else b""
+        if pos < end:
+            rest = buf[pos:]
+            self._parts = [rest]
+            self._have = len(rest)
+            self._need = need
 
     def _fragment(self, opcode: int, fin: int, payload: bytes) -> list[Event]:
         if opcode:
             self._frag_op = opcode
             if opcode == OP_TEXT:
                 self._utf8 = codecs.getincrementaldecoder("utf-8")()
-        self._frags.append(payload)
         self._frag_size += len(payload)
         if self._utf8 is not None:
             try:
                 # Decoding as fragments arrive fails a bad message early, not at its end.
-                self._utf8.decode(payload, final=bool(fin))
+                self._frags.append(self._utf8.decode(payload, final=bool(fin)))
             except UnicodeDecodeError:
                 raise ProtocolError(CLOSE_INVALID_DATA, "text is not valid UTF-8") from None
+        else:
+            self._frags.append(payload)
         if not fin:
             return []
-        data = b"".join(self._frags)
-        text = self._frag_op == OP_TEXT
+        data = "".join(self._frags) if self._utf8 is not None else b"".join(self._frags)
         self._frag_op = 0
         self._frags = []
         self._frag_size = 0
         self._utf8 = None
-        return [Message(data.decode() if text else data)]
+        return [Message(data)]

@@ -52,9 +52,9 @@ class Request:
         return json.loads(self.body)
 
 
-def find_head_end(buf: bytes) -> int:
-    """Index just past the blank line that ends a request head, or -1."""
-    i = buf.find(b"\r\n\r\n")
+def find_head_end(buf: bytes | bytearray, start: int = 0) -> int:
+    """Index just past the blank line that ends a request head, or -1 (search from `start`)."""
+    i = buf.find(b"\r\n\r\n", start)
     return -1 if i < 0 else i + 4
 
 
