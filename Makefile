@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NODE_STAMP := tests/node/node_modules/.installed
 
-.PHONY: install run test test-python test-node bench lint clean
+.PHONY: install run test bench loadtest-leaderboard lint clean
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ test: install $(NODE_STAMP)
 
 bench: install
 	$(PY) -m loadtest.fanout $(BENCH_ARGS)
+
+loadtest-leaderboard: install
+	$(PY) -m pip install --quiet -e '.[load]'
+	$(PY) -m loadtest.leaderboard.locust_run $(LOADTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check relay stadium matchmaker leaderboard sdk/python tests loadtest
