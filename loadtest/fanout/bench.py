@@ -22,8 +22,8 @@ from pathlib import Path
 
 import uvloop
 
+from loadtest.processes import ROOT, start_service
 from loadtest.wsclient import WSClient
-from tests.conftest import ROOT, start_relay
 
 PAYLOAD = 64
 HEAD = struct.Struct("!Qd")  # sequence number, send time (time.time())
@@ -123,10 +123,11 @@ async def _send(host: str, port: int, path: str, seconds: float, inflight: int,
 
 def run(conns: int, procs: int, seconds: float, inflight: int, rate: float | None,
         relay_args: list[str]) -> dict[str, object]:
-    relay = start_relay("--ip-max-connections", "100000", "--ip-handshake-rate", "100000",
-                        "--ip-handshake-burst", "100000", "--msg-rate", "100000",
-                        "--msg-burst", "100000", "--byte-rate", "1e9", "--byte-burst", "1e9",
-                        *relay_args)
+    relay = start_service("relay", "--ip-max-connections", "100000",
+                          "--ip-handshake-rate", "100000", "--ip-handshake-burst", "100000",
+                          "--ip-max-pending", "100000", "--msg-rate", "100000",
+                          "--msg-burst", "100000", "--byte-rate", "1e9", "--byte-burst", "1e9",
+                          *relay_args)
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(relay.proc.pid, {0})
     path = f"/rooms/broadcast/bench-{os.getpid()}"

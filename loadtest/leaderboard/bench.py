@@ -15,10 +15,7 @@ import json
 import os
 import platform
 import random
-import re
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,9 +26,9 @@ import redis.asyncio as aioredis
 import uvloop
 
 from leaderboard.store import Board, Store
+from loadtest.processes import ROOT, start_service
 from stadium.redis_server import EmbeddedRedis
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = "bench-key"
 
 
@@ -79,23 +76,11 @@ async def run(players: int, seconds: float, concurrency: int) -> list[dict[str, 
     with EmbeddedRedis() as redis_server:
         assert redis_server.proc is not None
         _pin(redis_server.proc.pid, 1)
-        fd, log_name = tempfile.mkstemp(prefix="leaderboard-bench-", suffix=".log")
-        with os.fdopen(fd, "wb") as log:
-            service = subprocess.Popen(
-                [sys.executable, "-m", "stadium.cli", "leaderboard", "--port", "0",
-                 "--redis-url", redis_server.url, "--api-key", KEY],
-                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                env={**os.environ, "PYTHONPATH": str(ROOT)})
-        _pin(service.pid, 0)
+        service = start_service("leaderboard", "--redis-url", redis_server.url,
+                                "--api-key", KEY)
+        _pin(service.proc.pid, 0)
         try:
-            url = ""
-            for _ in range(400):
-                m = re.search(r"listening on (http://\S+)", Path(log_name).read_text())
-                if m:
-                    url = m.group(1)
-                    break
-                await asyncio.sleep(0.05)
-            assert url, Path(log_name).read_text()
+            url = service.url
             names = [f"player{i:07d}" for i in range(players)]
             rng = random.Random(1)
             conn = aiohttp.TCPConnector(limit=concurrency)
@@ -145,19 +130,18 @@ async def run(players: int, seconds: float, concurrency: int) -> list[dict[str, 
                 for target, op, fn in (("service", "submit", submit), ("service", "rank", rank),
                                        ("redis-py", "submit", direct_submit),
                                        ("redis-py", "rank", direct_rank)):
-                    before = {"service": _cpu(service.pid), "redis": _cpu(redis_server.proc.pid),
+                    before = {"service": _cpu(service.proc.pid),
+                              "redis": _cpu(redis_server.proc.pid),
                               "client": time.process_time()}
                     n, lat = await _load(fn, seconds, concurrency)
-                    cpu = {"service": _cpu(service.pid) - before["service"],
+                    cpu = {"service": _cpu(service.proc.pid) - before["service"],
                            "redis": _cpu(redis_server.proc.pid) - before["redis"],
                            "client": time.process_time() - before["client"]}
                     rows.append(_row(target, op, n, lat, seconds, cpu))
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 await red.aclose()
         finally:
-            service.terminate()
-            service.wait(10)
-            Path(log_name).unlink(missing_ok=True)
+            service.stop()
     return rows
 
 

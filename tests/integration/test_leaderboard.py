@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import re
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from loadtest.processes import start_service
 from stadium.redis_server import EmbeddedCluster, EmbeddedRedis
 from stadium_client import LeaderboardClient, LeaderboardError
-from tests.conftest import ROOT
 
 KEY = "server-key"
 AUTH = {"X-API-Key": KEY}
@@ -36,26 +28,9 @@ def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def service(redis_url: str) -> Iterator[str]:
-    fd, log_name = tempfile.mkstemp(prefix="leaderboard-", suffix=".log")
-    log = os.fdopen(fd, "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stadium.cli", "leaderboard", "--port", "0", "--redis-url",
-         redis_url, "--api-key", KEY], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
-    log.close()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        m = re.search(r"leaderboard listening on (http://\S+)", Path(log_name).read_text())
-        if m:
-            break
-        assert proc.poll() is None, Path(log_name).read_text()
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        raise RuntimeError(Path(log_name).read_text())
-    yield m.group(1)
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(10)
+    proc = start_service("leaderboard", "--redis-url", redis_url, "--api-key", KEY)
+    yield proc.url
+    proc.stop()
 
 
 @pytest.fixture
