@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -240,3 +241,52 @@ async def test_python_sdk_leaderboard_client(service: str) -> None:
             await player_side.submit("sdk", "eve", 99)
         assert (e.value.status, e.value.code) == (401, "bad_api_key")
         assert await server.remove("sdk", "ann") == 2
+
+
+async def test_hot_paths_answer_exactly_as_the_fastapi_routes(redis_url: str) -> None:
+    """Submit, rank and top are served without the framework; the answers must not differ."""
+    from leaderboard.api import create_app
+    from leaderboard.service import connect
+    from leaderboard.store import Store
+
+    redis = await connect(redis_url)
+    app = create_app(Store(redis), KEY)
+    framework = app.app.app  # metrics -> hot paths -> FastAPI
+    requests: list[tuple[str, str, dict[str, Any]]] = [
+        ("PUT", "/boards/{b}", {"json": {"periods": ["weekly"]}, "headers": AUTH}),
+        ("POST", "/boards/{b}/scores", {"json": {"scores": [
+            {"player": f"h{i}", "score": i % 7, "metadata": {"i": i}} for i in range(30)]},
+            "headers": AUTH}),
+        ("POST", "/boards/{b}/scores", {"json": {"player": "h1", "score": 99}, "headers": AUTH}),
+        ("POST", "/boards/{b}/scores", {"json": {"player": "h1", "score": 99}}),
+        ("POST", "/boards/{b}/scores", {"json": {"player": "h 1", "score": 1}, "headers": AUTH}),
+        ("POST", "/boards/{b}/scores", {"json": {"player": "h1", "score": "1"}, "headers": AUTH}),
+        ("POST", "/boards/{b}/scores", {"content": b"not json", "headers": AUTH}),
+        ("POST", "/boards/nope/scores", {"json": {"player": "h1", "score": 1}, "headers": AUTH}),
+        ("GET", "/boards/{b}", {}),
+        ("GET", "/boards/{b}?limit=7&period=weekly", {}),
+        ("GET", "/boards/{b}?limit=0", {}),
+        ("GET", "/boards/{b}?limit=x", {}),
+        ("GET", "/boards/{b}?period=daily", {}),
+        ("GET", "/boards/{b}?cursor=bad", {}),
+        ("GET", "/boards/nope", {}),
+        ("GET", "/boards/{b}/players/h3", {}),
+        ("GET", "/boards/{b}/players/h3?period=weekly", {}),
+        ("GET", "/boards/{b}/players/ghost", {}),
+        ("GET", "/boards/{b}/players/bad%20name", {}),
+    ]
+    answers = []
+    for target, board in ((app, "hot"), (framework, "framework")):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=target),
+                                     base_url="http://test") as client:
+            got = []
+            for method, url, kw in requests:
+                r = await client.request(method, url.replace("{b}", board), **kw)
+                body = r.json()
+                if "next_cursor" in body:  # encodes the board's own times: compare presence
+                    body["next_cursor"] = bool(body["next_cursor"])
+                got.append((r.status_code, json.dumps(body, sort_keys=True).replace(board, "B")))
+            answers.append(got)
+    await redis.aclose()
+    for req, hot, slow in zip(requests, answers[0], answers[1], strict=True):
+        assert hot == slow, req
