@@ -389,11 +389,7 @@ class Relay:
         if cfg.allowed_origins and origin is not None and origin not in cfg.allowed_origins:
             raise HttpError(403, "origin_not_allowed", f"origin {origin!r} is not allowed")
         claims = self._admit(ip, req, type_name, room_id)
-        try:
-            room = self._room(type_name, room_id)
-        except Exception:
-            log.exception("room %s/%s: could not be created", type_name, room_id)
-            raise HttpError(500, "room_failed", "the room could not be created") from None
+        room = self._room(type_name, room_id)
         t = conn._transport
         assert t is not None
         t.write(accept_response(accept))
@@ -417,7 +413,11 @@ class Relay:
         key = (type_name, room_id)
         room = self.rooms.get(key)
         if room is None:
-            room = self.room_types[type_name]()
+            try:
+                room = self.room_types[type_name]()
+            except Exception:
+                log.exception("room %s/%s: could not be created", type_name, room_id)
+                raise HttpError(500, "room_failed", "the room could not be created") from None
             storage = self._storage.get(key)
             if storage is None:
                 storage = self._storage[key] = RoomStorage()

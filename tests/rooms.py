@@ -84,3 +84,10 @@ class OrderRoom(Room):
         if request.query.get("bad") == "header":
             return Response("x", headers=[("X-Name", "\u2603")])  # not latin-1: cannot be sent
         return {"events": self.events, "instance": id(self)}
+
+
+class BrokenRoom(Room):
+    """Cannot even be constructed."""
+
+    def __init__(self) -> None:
+        raise RuntimeError("no room today")

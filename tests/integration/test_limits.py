@@ -52,7 +52,8 @@ async def test_message_rate_limit_drops_then_closes_1008(relay_factory) -> None:
 
 
 async def test_byte_rate_limit(relay_factory) -> None:  # type: ignore[no-untyped-def]
-    relay = relay_factory("--byte-rate", "1000", "--byte-burst", "3000")
+    # A slow refill (100 B/s), so a stalled test machine cannot refill a whole message.
+    relay = relay_factory("--byte-rate", "100", "--byte-burst", "3100")
     path = "/rooms/broadcast/bytes"
     a = await WSClient.connect(relay.host, relay.port, path)
     flood = await WSClient.connect(relay.host, relay.port, path)

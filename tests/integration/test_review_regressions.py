@@ -19,7 +19,7 @@ async def _http_get(relay: RelayProcess, path: str) -> tuple[int, dict]:  # type
 
 
 async def test_byte_rate_counts_messages_split_over_many_reads(relay_factory) -> None:  # type: ignore[no-untyped-def]
-    relay = relay_factory("--byte-rate", "1000", "--byte-burst", "3000")
+    relay = relay_factory("--byte-rate", "100", "--byte-burst", "3000")
     path = "/rooms/broadcast/split"
     a = await WSClient.connect(relay.host, relay.port, path)
     sender = await WSClient.connect(relay.host, relay.port, path)
@@ -34,7 +34,7 @@ async def test_byte_rate_counts_messages_split_over_many_reads(relay_factory) ->
         while True:
             await a.recv(timeout=0.5)
             got += 1
-    assert got <= 2  # 3000 bytes of burst (plus ~200 of refill) pay for two 1500-byte messages
+    assert got <= 2  # 3000 bytes of burst (plus a little refill) pay for two 1500-byte messages
 
 
 async def test_close_inside_a_handler_runs_on_close_after_it(relay: RelayProcess) -> None:
@@ -119,3 +119,14 @@ async def test_http_to_a_room_needs_a_token_when_the_relay_has_a_secret(relay_fa
     token = tokens.sign("k", room_type="echo", room_id="private", player="server")
     status, body = await _http_get(relay, f"/rooms/echo/private?token={token}")
     assert status == 200 and body["room"] == "private"
+
+
+async def test_a_room_that_cannot_be_created_is_a_500(relay_factory) -> None:  # type: ignore[no-untyped-def]
+    relay = relay_factory("--room", "broken=tests.rooms:BrokenRoom")
+    status, body = await _http_get(relay, "/rooms/broken/x")
+    assert status == 500 and body["error"]["code"] == "room_failed"
+    with pytest.raises(HandshakeRefused) as e:
+        await WSClient.connect(relay.host, relay.port, "/rooms/broken/x")
+    assert e.value.status == 500
+    ok = await WSClient.connect(relay.host, relay.port, "/rooms/broadcast/fine")
+    ok.transport.close()  # type: ignore[union-attr]
