@@ -11,9 +11,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from leaderboard import keys, periods, scripts
+from leaderboard.batch import ScriptBatcher
 
 NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
 BOARD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -113,6 +115,13 @@ class Store:
         self._around = redis.register_script(scripts.AROUND)
         self._ranks = redis.register_script(scripts.RANKS)
         self._remove = redis.register_script(scripts.REMOVE)
+        # A cluster client routes each call by its keys; a single server takes batches.
+        self._batcher = None if isinstance(redis, RedisCluster) else ScriptBatcher(redis)
+
+    async def _eval(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
+        if self._batcher is None:
+            return await script(keys=keys, args=args)
+        return await self._batcher.run(script, keys, args)
 
     async def put_board(self, name: str, board: Board) -> tuple[Board, bool]:
         """Create or change a board; order and operator of a board with entries are fixed."""
@@ -192,7 +201,7 @@ class Store:
                 end = periods.period_end(pid, board.reset_time)
                 argv += [pid, int(end + _LENGTH[kind])]
         try:
-            raw = await self._submit(keys=key_list, args=argv + argv_entries)
+            raw = await self._eval(self._submit, key_list, argv + argv_entries)
         except ResponseError as err:
             if str(err).startswith("RANGE"):
                 player = str(err).split(" ", 1)[1]
@@ -215,8 +224,8 @@ class Store:
             raise BoardError(400, "bad_limit", f"limit is 1-{MAX_PAGE}")
         pid = self._period(board, period)
         cs, cm = _parse_cursor(cursor) if cursor else ("", "")
-        raw = await self._page(keys=[keys.entries(name, pid), keys.metadata(name)],
-                               args=[board.order, limit, cs, cm])
+        raw = await self._eval(self._page, [keys.entries(name, pid), keys.metadata(name)],
+                               [board.order, limit, cs, cm])
         entries = _entries(raw)
         nxt = _cursor(raw[1][-1], raw[1][-2]) if len(entries) == limit else None
         return {"board": name, "period": pid, "entries": entries, "next_cursor": nxt}
@@ -228,9 +237,9 @@ class Store:
         if not 0 <= n <= MAX_AROUND:
             raise BoardError(400, "bad_n", f"n is 0-{MAX_AROUND}")
         pid = self._period(board, period)
-        raw = await self._around(
-            keys=[keys.entries(name, pid), keys.index(name, pid), keys.metadata(name)],
-            args=[board.order, player, n])
+        raw = await self._eval(
+            self._around, [keys.entries(name, pid), keys.index(name, pid), keys.metadata(name)],
+            [board.order, player, n])
         if not raw:
             raise BoardError(404, "unknown_player", f"{player!r} has no score on {name} ({pid})")
         return {"board": name, "period": pid, "entries": _entries(raw)}
@@ -246,8 +255,8 @@ class Store:
         for p in players:
             check_player(p)
         pid = self._period(board, period)
-        raw = await self._ranks(keys=[keys.entries(name, pid), keys.index(name, pid)],
-                                args=[board.order, *players])
+        raw = await self._eval(self._ranks, [keys.entries(name, pid), keys.index(name, pid)],
+                               [board.order, *players])
         found: list[dict[str, Any]] = []
         for i, p in enumerate(players):
             score, rank = raw[2 * i], raw[2 * i + 1]
@@ -265,7 +274,7 @@ class Store:
         key_list = [keys.metadata(name)]
         for pid in pids or ["all"]:
             key_list += [keys.entries(name, pid), keys.index(name, pid)]
-        return int(await self._remove(keys=key_list, args=[board.order, player]))
+        return int(await self._eval(self._remove, key_list, [board.order, player]))
 
 
 
