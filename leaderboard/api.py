@@ -203,7 +203,7 @@ class _HotPaths:
             status, body = 200, _json_body(await work)
         except BoardError as e:
             log.info("%d %s: %s", e.status, e.code, e.message)
-            status, body = e.status, _json_body({"error": {"code": e.code, "message": e.message}})
+            status, body = e.status, bytes(_error(e.status, e.code, e.message).body)
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
@@ -228,7 +228,6 @@ def create_app(store: Store, api_key: str | None) -> Any:
         check_key(api_key, x_api_key, authorization)
 
     writer = [Depends(require_key)]
-
 
     @app.exception_handler(BoardError)
     async def board_error(_: Request, e: BoardError) -> JSONResponse:
@@ -259,7 +258,7 @@ def create_app(store: Store, api_key: str | None) -> Any:
 
     @app.put("/boards/{board}", dependencies=writer, tags=["boards"])
     async def put_board(board: str, settings: BoardSettings) -> JSONResponse:
-        saved, created = await store.put_board(board, Board(**settings.model_dump()))
+        _, created = await store.put_board(board, Board(**settings.model_dump()))
         return JSONResponse({"board": board, **settings.model_dump()},
                             status_code=201 if created else 200)
 
