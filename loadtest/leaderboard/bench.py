@@ -4,7 +4,10 @@ Starts an embedded Redis and `stadium leaderboard` (each pinned to its own core 
 are two), seeds the board through the API, then for each operation runs `--seconds` of
 load from an aiohttp client with `--concurrency` workers: through the service, and the
 same operation straight to Redis with redis-py (the service's own Lua scripts, no HTTP),
-so the service's overhead is a ratio. Prints a table, writes JSON to loadtest/results/.
+so the service's overhead is a ratio. `cpu_us_per_op` is the CPU time per operation of the
+process that served it (the service, or for redis-py the client process), and
+`ops_per_core_s` what that process could serve with a core to itself. Prints a table,
+writes JSON to loadtest/results/.
 """
 
 from __future__ import annotations
@@ -66,9 +69,14 @@ def _row(target: str, op: str, n: int, lat: list[float], seconds: float,
     def pct(q: float) -> float:
         return round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 2) if lat else 0.0
 
+    # CPU seconds per operation in the process that served it: on a shared machine this,
+    # not ops/s, tells how far one process could go with a core to itself.
+    server_cpu = cpu["service"] if target == "service" else cpu["client"]
+    us_per_op = server_cpu / max(n, 1) * 1e6
     return {"target": target, "op": op, "ops_per_s": round(n / seconds), "p50_ms": pct(0.5),
             "p99_ms": pct(0.99), **{f"{k}_cpu_pct": round(v / seconds * 100) for k, v in
-                                    cpu.items()}}
+                                    cpu.items()},
+            "cpu_us_per_op": round(us_per_op), "ops_per_core_s": round(1e6 / max(us_per_op, 1))}
 
 
 async def run(players: int, seconds: float, concurrency: int) -> list[dict[str, Any]]:
