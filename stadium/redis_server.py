@@ -397,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     server: EmbeddedRedis | EmbeddedCluster = (
         EmbeddedCluster(args.cluster) if args.cluster else EmbeddedRedis(port=args.port))
     nodes = server.nodes if isinstance(server, EmbeddedCluster) else [server]
