@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 KINDS = ("daily", "weekly", "monthly")
 _PREFIX = {"daily": "d", "weekly": "w", "monthly": "m"}
-_ID = re.compile(r"^(all|d:\d{4}-\d{2}-\d{2}|w:\d{4}-W\d{2}|m:\d{4}-\d{2})$")
-RESET = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+# Both used with fullmatch: `$` would also accept a trailing newline.
+_ID = re.compile(r"all|d:\d{4}-\d{2}-\d{2}|w:\d{4}-W\d{2}|m:\d{4}-\d{2}")
+RESET = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
 
 def reset_offset(reset_time: str) -> timedelta:
-    m = RESET.match(reset_time)
+    m = RESET.fullmatch(reset_time)
     if m is None:
         raise ValueError(f"reset time {reset_time!r} is not HH:MM")
     return timedelta(hours=int(m.group(1)), minutes=int(m.group(2)))
@@ -52,7 +53,7 @@ def period_end(pid: str, reset_time: str = "00:00") -> float:
 
 
 def valid_id(pid: str) -> bool:
-    return bool(_ID.match(pid))
+    return bool(_ID.fullmatch(pid))
 
 
 def resolve(period: str, kinds: list[str], at: float, reset_time: str) -> str:

@@ -17,8 +17,9 @@ from redis.exceptions import ResponseError
 from leaderboard import keys, periods, scripts
 from leaderboard.batch import ScriptBatcher
 
-NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
-BOARD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Matched with fullmatch: `$` would also accept a trailing newline.
+NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
+BOARD = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Scores are IEEE doubles; within this range every integer is exact.
 SCORE_LIMIT = 2**53 - 1
 TIEBREAK = 13
@@ -65,12 +66,12 @@ class Board:
 
 
 def check_board_name(board: str) -> None:
-    if not BOARD.match(board):
+    if not BOARD.fullmatch(board):
         raise BoardError(400, "bad_board_name", "board names are 1-64 of A-Z a-z 0-9 _ . -")
 
 
 def check_player(player: str) -> None:
-    if not NAME.match(player):
+    if not NAME.fullmatch(player):
         raise BoardError(400, "bad_player", f"player ids are 1-64 of A-Z a-z 0-9 _ . : @ -, "
                          f"not {player[:80]!r}")
 
@@ -263,8 +264,9 @@ class Store:
             if rank is not None:
                 found.append({"player": p, "rank": int(rank), "score": _number(score)})
         found.sort(key=lambda r: r["rank"])
+        ranked = {r["player"] for r in found}
         return {"board": name, "period": pid, "entries": found,
-                "missing": [p for p in players if p not in {r["player"] for r in found}]}
+                "missing": [p for p in players if p not in ranked]}
 
     async def remove(self, name: str, player: str) -> int:
         """Remove a player from every period of the board; returns how many held it."""
@@ -275,7 +277,6 @@ class Store:
         for pid in pids or ["all"]:
             key_list += [keys.entries(name, pid), keys.index(name, pid)]
         return int(await self._eval(self._remove, key_list, [board.order, player]))
-
 
 
 def _entries(raw: list[Any]) -> list[dict[str, Any]]:

@@ -82,6 +82,11 @@ async def test_board_lifecycle_and_errors(http: httpx.AsyncClient) -> None:
         ("get", "/boards/life/players/ghost", None, 404, "unknown_player"),
         ("delete", "/boards/life/players/ghost", None, 404, "unknown_player"),
         ("get", "/no/such/route", None, 404, "not_found"),
+        # `$` in a pattern also matches before a final newline: each of these must be refused.
+        ("get", "/boards/life/players/ghost%0A", None, 400, "bad_player"),
+        ("get", "/boards/life%0A", None, 400, "bad_board_name"),
+        ("get", "/boards/life?period=d:2026-11-23%0A", None, 400, "bad_period"),
+        ("put", "/boards/x", {"reset_time": "00:00\n"}, 422, "bad_reset_time"),
     ]
     for method, url, body, status, code in bad:
         kw: dict[str, Any] = {"headers": AUTH}
