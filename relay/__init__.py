@@ -4,7 +4,9 @@ from relay.config import RelayConfig
 from relay.conntable import Connection
 from relay.room import BroadcastRoom, ConnectContext, Response, Room, RoomStorage
 from relay.server import Relay
+from relay.state import Angle, Fixed, Flags, Float, Int, State, Table
 from relay.ws.handshake import Request
 
-__all__ = ["BroadcastRoom", "ConnectContext", "Connection", "Relay", "RelayConfig", "Request",
-           "Response", "Room", "RoomStorage"]
+__all__ = ["Angle", "BroadcastRoom", "ConnectContext", "Connection", "Fixed", "Flags", "Float",
+           "Int", "Relay", "RelayConfig", "Request", "Response", "Room", "RoomStorage", "State",
+           "Table"]

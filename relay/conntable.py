@@ -46,7 +46,8 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "id", "ip", "player", "tags", "room", "phase", "out", "last_seen", "ping_sent",
         "deadline", "close_code", "msg_tokens", "byte_tokens", "bucket_at", "strikes",
-        "strike_at", "_state", "_relay", "_transport", "_reader", "_head", "_request", "_need",
+        "strike_at", "synced", "_state", "_relay", "_transport", "_reader", "_head", "_request",
+        "_need",
     )
 
     def __init__(self, relay: Relay) -> None:
@@ -67,6 +68,7 @@ class Connection(asyncio.Protocol):
         self.bucket_at = 0.0
         self.strikes = 0.0
         self.strike_at = 0.0
+        self.synced = 0  # the last state tick this connection was sent (0: none yet)
         self._state: Any = None
         self._transport: asyncio.Transport | None = None
         self._reader: FrameReader | None = None

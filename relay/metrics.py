@@ -2,17 +2,40 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+
+TICK_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
+
+
+class TickTimes:
+    """Tick durations of one room type, in the buckets of TICK_BUCKETS (seconds)."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(TICK_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(TICK_BUCKETS, seconds)] += 1
+        self.total += seconds
 
 
 class Stats:
     __slots__ = ("messages_in", "bytes_in", "messages_out", "bytes_out", "rate_limit_drops",
-                 "handler_errors", "closes", "http_rejects", "handshakes")
+                 "handler_errors", "closes", "http_rejects", "handshakes", "tick_times",
+                 "tick_overruns")
 
     def __init__(self) -> None:
         self.messages_in = 0
@@ -24,6 +47,14 @@ class Stats:
         self.handshakes = 0
         self.closes: Counter[int] = Counter()
         self.http_rejects: Counter[int] = Counter()
+        self.tick_times: dict[str, TickTimes] = {}
+        self.tick_overruns: Counter[str] = Counter()
+
+    def observe_tick(self, room_type: str, seconds: float) -> None:
+        times = self.tick_times.get(room_type)
+        if times is None:
+            times = self.tick_times[room_type] = TickTimes()
+        times.observe(seconds)
 
 
 class _RelayCollector(Collector):
@@ -58,6 +89,22 @@ class _RelayCollector(Collector):
         for status, n in sorted(s.http_rejects.items()):
             rejects.add_metric([str(status)], n)
         yield rejects
+        ticks = HistogramMetricFamily("stadium_relay_tick_seconds",
+                                      "Room tick duration (logic, state diff and send)",
+                                      labels=["room_type"])
+        for room_type, times in sorted(s.tick_times.items()):
+            cumulative, buckets = 0, []
+            for le, n in zip((*TICK_BUCKETS, float("inf")), times.counts, strict=True):
+                cumulative += n
+                buckets.append(("+Inf" if le == float("inf") else repr(le), cumulative))
+            ticks.add_metric([room_type], buckets, times.total)
+        yield ticks
+        overruns = CounterMetricFamily("stadium_relay_tick_overruns",
+                                       "Ticks skipped because the room fell behind its tick rate",
+                                       labels=["room_type"])
+        for room_type, n in sorted(s.tick_overruns.items()):
+            overruns.add_metric([room_type], n)
+        yield overruns
 
 
 def make_registry(stats: Stats, gauges: Callable[[], dict[str, int]]) -> CollectorRegistry:

@@ -3,6 +3,7 @@
 Handlers may be plain functions or coroutines. A plain handler runs inline when the
 room has nothing pending; a coroutine handler, and anything that arrives while one is
 pending, goes through one worker task per room, so a room sees its events in order.
+A room with a `tick_rate` gets its messages as inputs to `on_tick` at a fixed timestep.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgpack
 
+from relay.state import State
 from relay.ws.frames import CLOSE_INTERNAL_ERROR, encode_message
 from relay.ws.handshake import Request, error_body
 
@@ -27,11 +29,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stadium.relay.room")
 
-HANDLERS = ("on_start", "on_connect", "on_message", "on_close", "on_request", "on_alarm")
+HANDLERS = ("on_start", "on_connect", "on_message", "on_close", "on_request", "on_alarm",
+            "on_tick")
+MAX_TICK_RATE = 120.0
 _async_handlers: dict[type[Room], frozenset[str]] = {}
 
 Done = Callable[[Any, bool], None]
 _Item = tuple[str, tuple[Any, ...], "Connection | None", "Done | None"]
+Inputs = list[tuple["Connection", "str | bytes"]]
 
 
 class Response:
@@ -120,9 +125,15 @@ class Room:
     (`str` for text, `bytes` for binary), `on_close(conn)`, `on_request(request)`,
     `on_alarm()`. An exception in a handler is logged; the connection it was
     handling is closed with 1011 and every other connection is unaffected.
+
+    With `tick_rate` (1-120 Hz) the room runs `on_tick(dt, inputs)` at that fixed rate;
+    messages are not given to `on_message` but queued and handed to the next tick as
+    `(conn, message)` inputs in arrival order. When `self.state` is a `relay.State`,
+    each tick commits it and sends every connection a diff (a snapshot to joiners).
     """
 
     tick_rate: ClassVar[float | None] = None
+    state: State | None = None
 
     type: str
     id: str
@@ -135,6 +146,11 @@ class Room:
     _async_message: bool
     _alarm: asyncio.TimerHandle | None
     _alarm_at: float | None
+    _inputs: Inputs | None
+    _ticker: asyncio.TimerHandle | None
+    _tick: int
+    _tick_due: float
+    _tick_queued: bool
 
     # --- handlers (override) -------------------------------------------------------
     def on_start(self) -> Any:
@@ -153,6 +169,9 @@ class Room:
         return Response.error(404, "not_found", "this room does not answer HTTP requests")
 
     def on_alarm(self) -> Any:
+        return None
+
+    def on_tick(self, dt: float, inputs: Inputs) -> Any:
         return None
 
     # --- API for handlers --------------------------------------------------------------
@@ -219,12 +238,19 @@ class Room:
     def alarm(self) -> float | None:
         return self._alarm_at
 
+    @property
+    def tick(self) -> int:
+        """Ticks run so far."""
+        return self._tick
+
     # --- runtime (the relay's side) ----------------------------------------------------
     def _bind(self, relay: Relay, type_name: str, room_id: str, storage: RoomStorage) -> None:
         cls = type(self)
         names = _async_handlers.get(cls)
         if names is None:
             names = frozenset(n for n in HANDLERS if inspect.iscoroutinefunction(getattr(cls, n)))
+            if "on_tick" in names:
+                names |= {"_run_tick"}
             _async_handlers[cls] = names
         self._async = names
         self._async_message = "on_message" in names
@@ -237,6 +263,11 @@ class Room:
         self._inbox = None
         self._alarm = None
         self._alarm_at = None
+        self._inputs = [] if cls.tick_rate else None
+        self._ticker = None
+        self._tick = 0
+        self._tick_due = 0.0
+        self._tick_queued = False
 
     @property
     def _busy(self) -> bool:
@@ -256,6 +287,10 @@ class Room:
 
     def _deliver(self, conn: Connection, message: str | bytes) -> None:
         """`on_message`, the hot path: inline when nothing is pending."""
+        inputs = self._inputs
+        if inputs is not None:
+            inputs.append((conn, message))
+            return
         if self._inbox is not None or self._running or self._async_message:
             self._enqueue(("on_message", (conn, message), conn, None))
             return
@@ -315,6 +350,100 @@ class Room:
         self._relay.stats.handler_errors += 1
         if conn is not None:
             conn.close(CLOSE_INTERNAL_ERROR, "internal error")
+
+    # --- ticks -------------------------------------------------------------------------
+    def _start_ticking(self) -> None:
+        rate = type(self).tick_rate
+        if not rate:
+            return
+        loop = self._relay.loop
+        self._tick_due = loop.time() + 1.0 / rate
+        self._ticker = loop.call_at(self._tick_due, self._on_timer)
+
+    def _stop_ticking(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+
+    def _on_timer(self) -> None:
+        """Deadlines are kept on a fixed grid from the first tick, so timer jitter does not
+        accumulate; a tick that cannot run in its slot is skipped and counted."""
+        rate = type(self).tick_rate
+        assert rate
+        period = 1.0 / rate
+        loop = self._relay.loop
+        late = loop.time() - self._tick_due
+        missed = int(late // period) if late >= period else 0
+        self._tick_due += (missed + 1) * period
+        self._ticker = loop.call_at(self._tick_due, self._on_timer)
+        if self._tick_queued:  # the previous tick still waits behind an async handler
+            missed += 1
+        else:
+            self._tick_queued = True
+            self._call("_run_tick", ())
+        if missed:
+            self._relay.stats.tick_overruns[self.type] += missed
+
+    def _run_tick(self) -> Any:
+        inputs = self._inputs
+        self._inputs = []
+        self._tick += 1
+        started = time.perf_counter()
+        rate = type(self).tick_rate
+        assert inputs is not None and rate
+        try:
+            result = self.on_tick(1.0 / rate, inputs)
+        except BaseException:
+            self._tick_queued = False
+            raise
+        if inspect.isawaitable(result):
+            return self._await_tick(result, started)
+        self._ticked(started)
+        return None
+
+    async def _await_tick(self, result: Any, started: float) -> None:
+        try:
+            await result
+        finally:
+            self._tick_queued = False
+        self._ticked(started)
+
+    def _ticked(self, started: float) -> None:
+        self._tick_queued = False
+        if self.state is not None:
+            self._send_state(self.state)
+        self._relay.stats.observe_tick(self.type, time.perf_counter() - started)
+
+    def _send_state(self, state: State) -> None:
+        """Commit the tick and queue each connection its diff: one frame per distinct
+        baseline (in practice: the diff for everyone, a snapshot for joiners)."""
+        tick = state.commit()
+        prev = tick - 1
+        frames: dict[int, bytes] = {}
+        relay = self._relay
+        dirty = relay._dirty
+        n = nbytes = 0
+        for c in self._conns.values():
+            base = c.synced
+            frame = frames.get(base)
+            if frame is None:
+                msg = (state.diff_message(prev) if base == prev and prev
+                       else state.message_for(base or None))
+                frame = frames[base] = encode_message(msg)
+            c.synced = tick
+            out = c.out
+            if out is None:
+                c.out = [frame]
+                dirty.append(c)
+            else:
+                out.append(frame)
+            n += 1
+            nbytes += len(frame)
+        if n:
+            relay._schedule_flush()
+            stats = relay.stats
+            stats.messages_out += n
+            stats.bytes_out += nbytes
 
     def _fire_alarm(self) -> None:
         self._alarm = None

@@ -18,7 +18,7 @@ from typing import Any
 from relay.config import RelayConfig
 from relay.conntable import CLOSING, HANDSHAKE, OPEN, Connection
 from relay.metrics import Stats, make_registry, render
-from relay.room import BroadcastRoom, ConnectContext, Response, Room, RoomStorage
+from relay.room import MAX_TICK_RATE, BroadcastRoom, ConnectContext, Response, Room, RoomStorage
 from relay.ws.frames import CLOSE_GOING_AWAY, CLOSE_POLICY, OP_PING, FrameReader, encode_frame
 from relay.ws.handshake import (
     HttpError,
@@ -56,6 +56,9 @@ class Relay:
                 raise ValueError(f"room type {name!r}: use 1-64 of A-Z a-z 0-9 _ -")
             if not (isinstance(cls, type) and issubclass(cls, Room)):
                 raise TypeError(f"room type {name!r}: {cls!r} is not a relay.Room subclass")
+            rate = cls.tick_rate
+            if rate is not None and not 1 <= rate <= MAX_TICK_RATE:
+                raise ValueError(f"room type {name!r}: tick_rate must be 1-{MAX_TICK_RATE:g} Hz")
             self.room_types[name] = cls
         self.stats = Stats()
         self.conns: set[Connection] = set()
@@ -426,6 +429,7 @@ class Relay:
             room._bind(self, type_name, room_id, storage)
             self.rooms[key] = room
             room._call("on_start", ())
+            room._start_ticking()
         return room
 
     def _room_settled(self, room: Room) -> None:
@@ -435,6 +439,7 @@ class Relay:
         key = (room.type, room.id)
         if self.rooms.get(key) is room:
             del self.rooms[key]
+            room._stop_ticking()
             if not room.storage:
                 self._storage.pop(key, None)
 

@@ -16,7 +16,7 @@ import uvloop
 from leaderboard.config import LeaderboardConfig
 from leaderboard.service import LeaderboardService
 from relay.config import RelayConfig
-from relay.room import Room
+from relay.room import MAX_TICK_RATE, Room
 from relay.server import Relay
 from stadium import __version__, config, tokens
 from stadium.redis_server import EmbeddedRedis
@@ -38,6 +38,10 @@ def load_room_types(specs: Sequence[str]) -> dict[str, type[Room]]:
             raise config.ConfigError(f"--room {spec!r}: {e}") from None
         if not (isinstance(obj, type) and issubclass(obj, Room)):
             raise config.ConfigError(f"--room {spec!r}: {attr} is not a relay.Room subclass")
+        rate = obj.tick_rate
+        if rate is not None and not 1 <= rate <= MAX_TICK_RATE:
+            raise config.ConfigError(
+                f"--room {spec!r}: tick_rate is {rate!r}; use 1-{MAX_TICK_RATE:g} Hz or None")
         types[name] = obj
     return types
 

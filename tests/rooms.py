@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from relay import ConnectContext, Connection, Request, Response, Room
+from relay import ConnectContext, Connection, Fixed, Int, Request, Response, Room, State
 
 
 class FaultyRoom(Room):
@@ -91,3 +91,53 @@ class BrokenRoom(Room):
 
     def __init__(self) -> None:
         raise RuntimeError("no room today")
+
+
+class TickRoom(Room):
+    """20 Hz; one dot per connection; text input "dx,dy" moves the sender's dot. The
+    document keeps the inputs of the last tick, so clients can check their order."""
+
+    tick_rate = 20
+
+    def on_start(self) -> None:
+        self.state = State({"dots": {"x": Fixed(0.01), "y": Fixed(0.01), "hue": Int("u1")}})
+        self.state.doc["inputs"] = []
+
+    def on_connect(self, conn: Connection, ctx: ConnectContext) -> None:
+        assert self.state is not None
+        conn.state = self.state["dots"].spawn(hue=len(self.connections()))
+        conn.send({"you": conn.state})
+
+    def on_close(self, conn: Connection) -> None:
+        assert self.state is not None
+        self.state["dots"].despawn(conn.state)
+
+    def on_tick(self, dt: float, inputs: list[tuple[Connection, str | bytes]]) -> None:
+        assert self.state is not None
+        dots = self.state["dots"]
+        seen = []
+        for conn, message in inputs:
+            text = message if isinstance(message, str) else message.decode()
+            seen.append(text)
+            if "," in text:
+                dx, dy = text.split(",")
+                dots["x"][conn.state] += float(dx)
+                dots["y"][conn.state] += float(dy)
+        self.state.doc["inputs"] = seen
+        self.state.doc["tick"] = self.tick
+
+
+class SlowTickRoom(Room):
+    """A 50 Hz room whose ticks take 50 ms: it cannot keep its rate."""
+
+    tick_rate = 50
+
+    async def on_tick(self, dt: float, inputs: list[tuple[Connection, str | bytes]]) -> None:
+        time.sleep(0.05)
+        await asyncio.sleep(0)
+        for conn, message in inputs:
+            conn.send(f"tick {self.tick}: {message!r}")
+
+
+class TooFastRoom(Room):
+    tick_rate = 1000

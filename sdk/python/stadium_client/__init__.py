@@ -3,5 +3,7 @@
 
 from stadium_client.leaderboard import LeaderboardClient, LeaderboardError
 from stadium_client.room import Room, RoomClosed
+from stadium_client.state import MirrorTable, StateError, StateMirror
 
-__all__ = ["LeaderboardClient", "LeaderboardError", "Room", "RoomClosed"]
+__all__ = ["LeaderboardClient", "LeaderboardError", "MirrorTable", "Room", "RoomClosed",
+           "StateError", "StateMirror"]
