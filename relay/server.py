@@ -15,8 +15,10 @@ import ssl
 from collections.abc import Mapping
 from typing import Any
 
+from relay.arena import ArenaRoom
 from relay.config import RelayConfig
 from relay.conntable import CLOSING, HANDSHAKE, OPEN, Connection
+from relay.directory import RelayDirectory
 from relay.metrics import Stats, make_registry, render
 from relay.room import MAX_TICK_RATE, BroadcastRoom, ConnectContext, Response, Room, RoomStorage
 from relay.ws.frames import CLOSE_GOING_AWAY, CLOSE_POLICY, OP_PING, FrameReader, encode_frame
@@ -36,7 +38,7 @@ from stadium.tokens import Claims, TokenError, verify
 
 log = logging.getLogger("stadium.relay")
 
-BUILTIN_ROOMS: Mapping[str, type[Room]] = {"broadcast": BroadcastRoom}
+BUILTIN_ROOMS: Mapping[str, type[Room]] = {"broadcast": BroadcastRoom, "arena": ArenaRoom}
 ROOM_PATH = re.compile(r"/rooms/([^/]*)/([^/]*)")
 TYPE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ROOM_ID = re.compile(r"[A-Za-z0-9_.:~-]{1,128}")
@@ -76,6 +78,7 @@ class Relay:
         self._registry = make_registry(self.stats, self._gauges)
 
     loop: asyncio.AbstractEventLoop  # set by start()
+    _directory: RelayDirectory | None = None  # set by start() with --redis-url
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -91,8 +94,10 @@ class Relay:
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
         if cfg.secret is None:
             log.warning("no --secret: the relay admits every client without a join token")
-        if cfg.redis_url:
-            log.warning("--redis-url is not used by this relay version; rooms live in memory")
+        if cfg.redis_url:  # rooms live in memory; Redis holds this relay's directory entry
+            self._directory = RelayDirectory(cfg.redis_url, self.url,
+                                             lambda: self._gauges()["connections"])
+            self._directory.start()
 
     @property
     def port(self) -> int:
@@ -111,6 +116,8 @@ class Relay:
         timeout = self.config.drain_timeout if timeout is None else timeout
         deadline = loop.time() + timeout
         self.draining = True
+        if self._directory is not None:
+            await self._directory.stop()
         if self._server is not None:
             self._server.close()
         for c in list(self.conns):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import subprocess
@@ -125,3 +126,19 @@ def test_a_tick_rate_out_of_range_is_refused_at_start() -> None:
          "fast=tests.rooms:TooFastRoom"], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0
     assert "tick_rate is 1000; use 1-120 Hz" in proc.stderr
+
+
+def test_arena_is_playable_by_the_example_bots(relay: RelayProcess) -> None:
+    """examples/arena_bots.py against the built-in `arena` room: both bots see each other
+    and their ships move."""
+    proc = subprocess.run(
+        [sys.executable, "examples/arena_bots.py", "--url", f"{relay.url}/rooms/arena/t1",
+         "--bots", "2", "--seconds", "3"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    bots = summary["bots"]
+    ships = sorted(b["ship"] for b in bots)
+    for b in bots:
+        assert b["seen_ships"] == ships
+        assert b["moved"] > 1.0
+        assert b["ticks"] >= 20
