@@ -415,21 +415,30 @@ class Room:
         self._relay.stats.observe_tick(self.type, time.perf_counter() - started)
 
     def _send_state(self, state: State) -> None:
-        """Commit the tick and queue each connection its diff: one frame per distinct
-        baseline (in practice: the diff for everyone, a snapshot for joiners)."""
+        """Commit the tick and queue each connection its message, framed once per distinct
+        message: the diff for everyone, a snapshot for joiners; with an interest grid, one
+        per distinct view."""
         tick = state.commit()
         prev = tick - 1
-        frames: dict[int, bytes] = {}
+        grid = state.grid is not None
+        frames: dict[Any, bytes] = {}
         relay = self._relay
         dirty = relay._dirty
         n = nbytes = 0
         for c in self._conns.values():
             base = c.synced
-            frame = frames.get(base)
-            if frame is None:
-                msg = (state.diff_message(prev) if base == prev and prev
-                       else state.message_for(base or None))
-                frame = frames[base] = encode_message(msg)
+            if grid:
+                msg = state.view_message(c.id, base)
+                key: Any = id(msg)
+                frame = frames.get(key)
+                if frame is None:
+                    frame = frames[key] = encode_message(msg)
+            else:
+                frame = frames.get(base)
+                if frame is None:
+                    msg = (state.diff_message(prev) if base == prev and prev
+                           else state.message_for(base or None))
+                    frame = frames[base] = encode_message(msg)
             c.synced = tick
             out = c.out
             if out is None:

@@ -176,6 +176,8 @@ class Relay:
             return
         conn.room = None
         room._conns.pop(conn.id, None)
+        if room.state is not None:
+            room.state.forget(conn.id)
         self.stats.closes[conn.close_code] += 1
         n = self._ip_conns.get(conn.ip, 1) - 1
         if n > 0:

@@ -7,12 +7,15 @@ any two of them is found by column comparison and encoded once (format in docs/p
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from relay.interest import Grid
 
 __all__ = ["Angle", "Field", "Fixed", "Flags", "Float", "Int", "State", "Table", "STATE_EXT",
            "RING_SIZE"]
@@ -237,13 +240,15 @@ class Table:
 
 
 class _Frozen:
-    __slots__ = ("alive", "gen", "cols")
+    __slots__ = ("alive", "gen", "cols", "cells")
 
     def __init__(self, alive: BoolArray, gen: npt.NDArray[np.uint32],
-                 cols: list[npt.NDArray[Any]]) -> None:
+                 cols: list[npt.NDArray[Any]], cells: npt.NDArray[np.int64] | None = None,
+                 ) -> None:
         self.alive = alive
         self.gen = gen
         self.cols = cols
+        self.cells = cells  # grid cell of each slot, for tables on an interest grid
 
     def padded(self, n: int) -> _Frozen:
         extra = n - len(self.alive)
@@ -251,7 +256,9 @@ class _Frozen:
             return self
         return _Frozen(np.concatenate([self.alive, np.zeros(extra, np.bool_)]),
                        np.concatenate([self.gen, np.zeros(extra, np.uint32)]),
-                       [np.concatenate([c, np.zeros(extra, c.dtype)]) for c in self.cols])
+                       [np.concatenate([c, np.zeros(extra, c.dtype)]) for c in self.cols],
+                       None if self.cells is None
+                       else np.concatenate([self.cells, np.zeros(extra, np.int64)]))
 
 
 class _Snapshot:
@@ -273,8 +280,9 @@ class State:
     """
 
     def __init__(self, tables: Mapping[str, Mapping[str, Field] | Table] | None = None,
-                 capacity: int = 64) -> None:
+                 capacity: int = 64, grid: Grid | None = None) -> None:
         self.tables: dict[str, Table] = {}
+        self.grid = grid
         self.doc: dict[str, Any] = {}
         self.tick = 0
         self._ring: list[_Snapshot | None] = [None] * RING_SIZE
@@ -282,6 +290,9 @@ class State:
         self._snapshot: bytes | None = None
         for name, spec in (tables or {}).items():
             self.add_table(name, spec, capacity)
+        for name, (fx, fy) in (grid.tables.items() if grid is not None else ()):
+            if name not in self.tables or not {fx, fy} <= set(self.tables[name].fields):
+                raise ValueError(f"grid table {name!r} needs fields {fx!r} and {fy!r}")
 
     def add_table(self, name: str, spec: Mapping[str, Field] | Table, capacity: int = 64) -> Table:
         if self.tick:
@@ -308,8 +319,12 @@ class State:
         same = prev is not None and prev.doc_packed == packed
         doc = prev.doc if same and prev is not None else msgpack.unpackb(packed)
         self.tick += 1
-        self._ring[self.tick % RING_SIZE] = _Snapshot(
-            self.tick, {n: t._freeze() for n, t in self.tables.items()}, doc, packed)
+        frozen = {n: t._freeze() for n, t in self.tables.items()}
+        if self.grid is not None:
+            for name, (fx, fy) in self.grid.tables.items():
+                table = self.tables[name]
+                frozen[name].cells = self.grid.cell_of(table[fx], table[fy])
+        self._ring[self.tick % RING_SIZE] = _Snapshot(self.tick, frozen, doc, packed)
         self._diffs = {}
         self._snapshot = None
         return self.tick
@@ -322,36 +337,59 @@ class State:
     def snapshot_message(self) -> bytes:
         """The whole state at the current tick, encoded once per tick."""
         if self._snapshot is None:
-            snap = self._current()
-            tables = {}
-            for name, fr in snap.tables.items():
-                ids = np.flatnonzero(fr.alive)
-                tables[name] = [_encode_ids(ids), [_absolute(c[ids]) for c in fr.cols]]
-            body = [KIND_SNAPSHOT, snap.tick, self.schema(), tables, snap.doc]
-            self._snapshot = _ext(body)
+            self._snapshot = _ext(self._snapshot_body(self.tables))
         return self._snapshot
 
     def diff_message(self, base: int) -> bytes:
         """The change from tick `base` (still in the ring) to the current tick, encoded once
         per distinct `base`."""
         cached = self._diffs.get(base)
-        if cached is not None:
-            return cached
+        if cached is None:
+            cached = self._diffs[base] = _ext(self._diff_body(base, self.tables))
+        return cached
+
+    def _snapshot_body(self, names: Iterable[str]) -> list[Any]:
+        snap = self._current()
+        tables = {}
+        for name in names:
+            fr = snap.tables[name]
+            ids = np.flatnonzero(fr.alive)
+            tables[name] = [_encode_ids(ids), [_absolute(c[ids]) for c in fr.cols]]
+        return [KIND_SNAPSHOT, snap.tick, self.schema(), tables, snap.doc]
+
+    def _diff_body(self, base: int, names: Iterable[str]) -> list[Any]:
         if not self.has(base):
             raise KeyError(f"tick {base} is not in the snapshot ring")
         old, new = self._ring[base % RING_SIZE], self._current()
         assert old is not None
         tables = {}
-        for name, fr in new.tables.items():
-            encoded = _diff_table(old.tables[name], fr)
+        for name in names:
+            encoded = _diff_table(old.tables[name], new.tables[name])
             if encoded is not None:
                 tables[name] = encoded
         ops: list[list[Any]] = []
         if old.doc_packed != new.doc_packed:
             _diff_doc(old.doc, new.doc, [], ops)
-        msg = _ext([KIND_DIFF, new.tick, base, tables, ops])
-        self._diffs[base] = msg
-        return msg
+        return [KIND_DIFF, new.tick, base, tables, ops]
+
+    # --- interest management (with a grid) -------------------------------------------------
+    def set_focus(self, viewer: int, x: float | None, y: float | None = None) -> None:
+        """Where `viewer` (a connection id) looks from; None: it sees no cell."""
+        if self.grid is None:
+            raise RuntimeError("set_focus needs a State with a grid")
+        self.grid.set_focus(viewer, x, y)
+
+    def forget(self, viewer: int) -> None:
+        if self.grid is not None:
+            self.grid.forget(viewer)
+
+    def view_message(self, viewer: int, synced: int) -> bytes:
+        """With a grid: what `viewer`, last sent tick `synced` (0: nothing yet), is sent
+        this tick: the tables off the grid and the doc, plus the cells it sees."""
+        if self.grid is None:
+            raise RuntimeError("view_message needs a State with a grid")
+        self._current()
+        return self.grid.message(self, viewer, synced)
 
     def message_for(self, acked: int | None) -> bytes:
         """A diff from `acked` when it is still in the ring, else a snapshot."""

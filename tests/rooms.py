@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from relay import ConnectContext, Connection, Fixed, Int, Request, Response, Room, State
+from relay.interest import Grid
 
 
 class FaultyRoom(Room):
@@ -141,3 +142,32 @@ class SlowTickRoom(Room):
 
 class TooFastRoom(Room):
     tick_rate = 1000
+
+
+class GridRoom(Room):
+    """20 Hz with an interest grid of 10 x 10 cells of 10 m: a connection's dot starts at
+    ?x=&y= and text input "x,y" moves it there; each connection sees the cells around its dot."""
+
+    tick_rate = 20
+
+    def on_start(self) -> None:
+        self.state = State({"dots": {"x": Fixed(0.01), "y": Fixed(0.01)}},
+                           grid=Grid(10.0, 10, 10, {"dots": ("x", "y")}))
+
+    def on_connect(self, conn: Connection, ctx: ConnectContext) -> None:
+        assert self.state is not None
+        x, y = float(ctx.request.query.get("x", 0)), float(ctx.request.query.get("y", 0))
+        conn.state = self.state["dots"].spawn(x=x, y=y)
+        self.state.set_focus(conn.id, x, y)
+        conn.send({"you": conn.state})
+
+    def on_close(self, conn: Connection) -> None:
+        assert self.state is not None
+        self.state["dots"].despawn(conn.state)
+
+    def on_tick(self, dt: float, inputs: list[tuple[Connection, str | bytes]]) -> None:
+        assert self.state is not None
+        for conn, message in inputs:
+            x, y = (float(v) for v in str(message).split(","))
+            self.state["dots"].set(conn.state, x=x, y=y)
+            self.state.set_focus(conn.id, x, y)

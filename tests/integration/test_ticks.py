@@ -23,6 +23,7 @@ from tests.conftest import ROOT, RelayProcess, start_relay
 def relay() -> Iterator[RelayProcess]:
     r = start_relay("--room", "tick=tests.rooms:TickRoom",
                     "--room", "slow=tests.rooms:SlowTickRoom",
+                    "--room", "grid=tests.rooms:GridRoom",
                     "--msg-rate", "1000", "--msg-burst", "1000")
     yield r
     r.stop(signal.SIGKILL)
@@ -142,3 +143,29 @@ def test_arena_is_playable_by_the_example_bots(relay: RelayProcess) -> None:
         assert b["seen_ships"] == ships
         assert b["moved"] > 1.0
         assert b["ticks"] >= 20
+
+
+async def test_with_an_interest_grid_a_client_sees_only_the_cells_around_it(
+        relay: RelayProcess) -> None:
+    url = f"{relay.url}/rooms/grid/g1"
+    async with await Room.connect(f"{url}?x=5&y=5") as a, \
+            await Room.connect(f"{url}?x=95&y=95") as b:
+        me_a = msgpack.unpackb(await a.recv())["you"]
+        me_b = msgpack.unpackb(await b.recv())["you"]
+        await a.wait_state(b.state.tick + 1)
+        await b.wait_state(a.state.tick + 1)
+        assert a.state["dots"].ids.tolist() == [me_a]
+        assert b.state["dots"].ids.tolist() == [me_b]
+        await b.send("15,12")  # into the cell next to a's
+        async with asyncio.timeout(5):
+            while me_b not in a.state["dots"] or me_a not in b.state["dots"]:
+                await a.wait_state()
+                await b.wait_state()
+        assert a.state["dots"].values("x")[me_b] == pytest.approx(15.0)
+        assert b.state["dots"].values("y")[me_a] == pytest.approx(5.0)
+        await b.send("80,80")  # and away again
+        async with asyncio.timeout(5):
+            while me_b in a.state["dots"]:
+                await a.wait_state()
+        await b.wait_state(b.state.tick + 2)
+        assert b.state["dots"].ids.tolist() == [me_b]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import struct
 from typing import Any
 
 import msgpack
@@ -17,6 +18,9 @@ import numpy.typing as npt
 STATE_EXT = 0x53
 KIND_SNAPSHOT = 1
 KIND_DIFF = 2
+KIND_VIEW = 3
+_BUNDLE = struct.Struct("<BBIIII")  # kind, table, cell, three counts
+_DROP, _FULL, _DELTA_BUNDLE = 0, 1, 2
 WIRE_DTYPES = ("i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f4", "f8")
 _DELTA = 16
 _EXT_HEADS = {0xD4: 1, 0xD5: 1, 0xD6: 1, 0xD7: 1, 0xD8: 1, 0xC7: 2, 0xC8: 3, 0xC9: 5}
@@ -148,7 +152,10 @@ class StateMirror:
         """Apply one state message body; False when it is older than what is applied (a
         reordered or repeated message), True when the mirror moved to its tick."""
         try:
-            body = msgpack.unpackb(payload, strict_map_key=False)
+            unpacker = msgpack.Unpacker(strict_map_key=False)
+            unpacker.feed(payload)
+            body = unpacker.unpack()
+            rest = payload[unpacker.tell():]
             kind, tick = body[0], body[1]
         except Exception as e:
             raise StateError(f"malformed state message: {e}") from None
@@ -166,6 +173,8 @@ class StateMirror:
             else:
                 raise StateError(f"diff against tick {base}, which this mirror does not have")
             self._apply_diff(body)
+        elif kind == KIND_VIEW:
+            self._apply_view(body, rest)
         else:
             raise StateError(f"unknown state message kind {kind!r}")
         self.tick = tick
@@ -228,6 +237,16 @@ class StateMirror:
                     t.columns[f][ids] = _decode_values(enc)[1]
         self.doc = doc
 
+    def _apply_view(self, body: list[Any], rest: bytes) -> None:
+        _, _, base, inner, layouts = body
+        if base == 0:
+            self._load_snapshot(inner)
+        elif base == self.tick:
+            self._apply_diff(inner)
+        else:
+            raise StateError(f"view diff against tick {base}, but the mirror is at {self.tick}")
+        _read_view(self, [_Layout(self, spec) for spec in layouts], rest)
+
     def _apply_diff(self, body: list[Any]) -> None:
         _, _, _, tables, ops = body
         for name, (gone_enc, born_enc, spawn_cols, changed_enc, fields) in tables.items():
@@ -257,6 +276,66 @@ class StateMirror:
                     col[rows] = vals
         for op in ops:
             _apply_op(self.doc, op)
+
+
+class _Layout:
+    """Record types of one grid table in a view message."""
+
+    def __init__(self, mirror: StateMirror, spec: list[Any]) -> None:
+        name, id_code, codes, delta_codes = spec
+        self.table = mirror.tables[name]
+        self.ids = _dtype(id_code)
+        self.full = np.dtype([("id", self.ids)] + [
+            (f, _dtype(c)) for f, c in zip(self.table.names, codes, strict=True)])
+        self.delta_codes = delta_codes
+        self.delta = np.dtype([("id", self.ids)] + [
+            (f, _dtype(c)) for f, c in zip(self.table.names, delta_codes, strict=False)])
+
+
+def _read_view(mirror: StateMirror, layouts: list[_Layout], rest: bytes) -> None:
+    """Apply the cell bundles of a view message: removals first, then arrivals, then
+    changes, so an entity that moved between two visible cells ends up present."""
+    removals, arrivals, changes = [], [], []
+    pos = 0
+    while pos < len(rest):
+        kind, ti, _cell, n0, n1, n2 = _BUNDLE.unpack_from(rest, pos)
+        pos += _BUNDLE.size
+        lay = layouts[ti]
+        if kind in (_DROP, _DELTA_BUNDLE):
+            removals.append((lay, np.frombuffer(rest, lay.ids, n0, pos)))
+            pos += n0 * lay.ids.itemsize
+        if kind == _FULL:
+            arrivals.append((lay, np.frombuffer(rest, lay.full, n0, pos)))
+            pos += n0 * lay.full.itemsize
+        if kind == _DELTA_BUNDLE:
+            arrivals.append((lay, np.frombuffer(rest, lay.full, n1, pos)))
+            pos += n1 * lay.full.itemsize
+            changes.append((lay, np.frombuffer(rest, lay.delta, n2, pos)))
+            pos += n2 * lay.delta.itemsize
+        if kind not in (_DROP, _FULL, _DELTA_BUNDLE):
+            raise StateError(f"unknown view bundle kind {kind}")
+    for lay, ids in removals:
+        lay.table.alive[ids.astype(np.int64)] = False
+    for lay, recs in arrivals:
+        if not len(recs):
+            continue
+        ids = recs["id"].astype(np.int64)
+        t = lay.table
+        t._reserve(int(ids.max()) + 1)
+        t.alive[ids] = True
+        for f in t.names:
+            t.columns[f][ids] = recs[f]
+    for lay, recs in changes:
+        if not len(recs):
+            continue
+        ids = recs["id"].astype(np.int64)
+        t = lay.table
+        for f, code in zip(t.names, lay.delta_codes, strict=True):
+            col = t.columns[f]
+            if code >= _DELTA:
+                col[ids] = (col[ids].astype(np.int64) + recs[f]).astype(col.dtype)
+            else:
+                col[ids] = recs[f]
 
 
 def _apply_op(doc: dict[str, Any], op: list[Any]) -> None:
