@@ -46,6 +46,7 @@ class Grid:
         self.radius = int(radius)
         self.origin = (float(origin[0]), float(origin[1]))
         self._near: dict[int, list[int]] = {}
+        self._spans: dict[int, list[tuple[int, int]]] = {}
         self._viewers: dict[int, _Viewer] = {}
         self._tick = -1
         self._cache: dict[Any, bytes] = {}
@@ -75,6 +76,19 @@ class Grid:
                      for c in range(max(0, c0 - k), min(self.columns, c0 + k + 1))]
             self._near[cell] = cells
         return cells
+
+    def spans(self, cell: int) -> list[tuple[int, int]]:
+        """The cells a viewer focused on `cell` sees, as (first, last) runs, one per row."""
+        runs = self._spans.get(cell)
+        if runs is None:
+            runs = []
+            for c in self.near(cell):
+                if runs and runs[-1][1] == c - 1:
+                    runs[-1] = (runs[-1][0], c)
+                else:
+                    runs.append((c, c))
+            self._spans[cell] = runs
+        return runs
 
     # --- viewers -------------------------------------------------------------------------
     def set_focus(self, viewer: int, x: float | None, y: float | None = None) -> None:
@@ -118,19 +132,28 @@ class Grid:
         if prefix is None:
             prefix = self._prefix[base] = self._head(state, base)
         parts = [prefix]
-        now = self.near(focus) if focus >= 0 else []
-        before = [] if fresh or old_focus < 0 else self.near(old_focus)
-        kept = set(before).intersection(now) if before else set()
-        for ti, name in enumerate(self.tables):
-            if before:
-                drops = self._get(state, name, ti, DROP)
-                parts.extend(drops.part(c) for c in before if c not in kept)
-            if kept:
-                deltas = self._get(state, name, ti, DELTA)
-                parts.extend(deltas.part(c) for c in now if c in kept)
-            if len(kept) < len(now):
-                fulls = self._get(state, name, ti, FULL)
-                parts.extend(fulls.part(c) for c in now if c not in kept)
+        if focus >= 0 and (fresh or old_focus < 0 or old_focus == focus):
+            # The common cases: a cell row of the view is one contiguous span of bundles.
+            kind = FULL if fresh or old_focus < 0 else DELTA
+            spans = self.spans(focus)
+            for ti, name in enumerate(self.tables):
+                bundles = self._get(state, name, ti, kind)
+                buf, off = bundles.buf, bundles.offsets
+                parts.extend([buf[off[a]:off[b + 1]] for a, b in spans])
+        elif focus >= 0 or old_focus >= 0:
+            now = self.near(focus) if focus >= 0 else []
+            before = [] if fresh or old_focus < 0 else self.near(old_focus)
+            kept = set(before).intersection(now)
+            for ti, name in enumerate(self.tables):
+                if before:
+                    drops = self._get(state, name, ti, DROP)
+                    parts.extend(drops.part(c) for c in before if c not in kept)
+                if kept:
+                    deltas = self._get(state, name, ti, DELTA)
+                    parts.extend(deltas.part(c) for c in now if c in kept)
+                if len(kept) < len(now):
+                    fulls = self._get(state, name, ti, FULL)
+                    parts.extend(fulls.part(c) for c in now if c not in kept)
         body = b"".join(parts)
         return b"\xc9" + len(body).to_bytes(4, "big") + bytes((STATE_EXT,)) + body
 
@@ -168,18 +191,14 @@ class _Viewer:
 class _Bundles:
     """Every cell's bundle of one kind for one table at one tick, in one buffer."""
 
-    __slots__ = ("buf", "offsets", "empty", "codes")
+    __slots__ = ("buf", "offsets", "codes")
 
-    def __init__(self, buf: bytes, offsets: list[int], empty: list[bool],
-                 codes: list[int]) -> None:
+    def __init__(self, buf: bytes, offsets: list[int], codes: list[int]) -> None:
         self.buf = buf
-        self.offsets = offsets
-        self.empty = empty
+        self.offsets = offsets  # cell c's bundle is buf[offsets[c]:offsets[c + 1]], maybe empty
         self.codes = codes
 
     def part(self, cell: int) -> bytes:
-        if self.empty[cell]:
-            return b""
         return self.buf[self.offsets[cell]:self.offsets[cell + 1]]
 
 
@@ -267,23 +286,26 @@ def _pack(grid: Grid, ti: int, kind: int,
           groups: list[tuple[npt.NDArray[Any], npt.NDArray[np.uint8]]],
           codes: list[int]) -> _Bundles:
     """Lay out every cell's bundle (header, then each group's records of that cell) in one
-    buffer with vectorised scatters; no Python loop over cells or entities."""
+    buffer, cells in order, with vectorised scatters: no Python loop over cells or entities.
+    A cell with no records has an empty bundle, so a row of cells is one contiguous span."""
     ncells = grid.cells
     hsize = HEADER.itemsize
     counts = [np.bincount(cells, minlength=ncells) for cells, _ in groups]
-    sizes = np.full(ncells, hsize, np.int64)
+    sizes = np.zeros(ncells, np.int64)
     for cnt, (_, recs) in zip(counts, groups, strict=True):
         sizes += cnt * recs.shape[1]
+    used = np.flatnonzero(sum(counts))
+    sizes[used] += hsize
     offsets = np.zeros(ncells + 1, np.int64)
     np.cumsum(sizes, out=offsets[1:])
     buf = np.empty(int(offsets[-1]), np.uint8)
-    head = np.zeros(ncells, HEADER)
+    head = np.zeros(len(used), HEADER)
     head["kind"] = kind
     head["table"] = ti
-    head["cell"] = np.arange(ncells)
+    head["cell"] = used
     for i, cnt in enumerate(counts):
-        head[f"n{i}"] = cnt
-    buf[offsets[:-1, None] + np.arange(hsize)] = head.view(np.uint8).reshape(ncells, hsize)
+        head[f"n{i}"] = cnt[used]
+    buf[offsets[used][:, None] + np.arange(hsize)] = head.view(np.uint8).reshape(len(used), hsize)
     pos = offsets[:-1] + hsize
     for cnt, (cells, recs) in zip(counts, groups, strict=True):
         width = recs.shape[1]
@@ -294,7 +316,7 @@ def _pack(grid: Grid, ti: int, kind: int,
             dest = pos[sorted_cells] + (np.arange(len(cells)) - starts[sorted_cells]) * width
             buf[dest[:, None] + np.arange(width)] = recs[order]
         pos = pos + cnt * width
-    return _Bundles(buf.tobytes(), offsets.tolist(), (sizes == hsize).tolist(), codes)
+    return _Bundles(buf.tobytes(), offsets.tolist(), codes)
 
 
 HEADER_STRUCT = struct.Struct("<BBIIII")
