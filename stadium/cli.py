@@ -1,4 +1,5 @@
-"""The `stadium` command: `relay`, `leaderboard`, `dev` (everything at once), `token`."""
+"""The `stadium` command: `relay`, `matchmaker`, `leaderboard`, `dev` (everything at once),
+`token`."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import uvloop
 
 from leaderboard.config import LeaderboardConfig
 from leaderboard.service import LeaderboardService
+from matchmaker.config import MatchmakerConfig
+from matchmaker.service import MatchmakerService
 from relay.config import RelayConfig
 from relay.room import MAX_TICK_RATE, Room
 from relay.server import Relay
@@ -82,11 +86,16 @@ def _embedded_redis() -> EmbeddedRedis:
     return server
 
 
-async def serve_leaderboard(cfg: LeaderboardConfig) -> None:
+class _Service(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+async def _serve(make: Callable[[str], _Service], redis_url: str | None) -> None:
+    """Run one HTTP service until SIGINT/SIGTERM, on an embedded Redis unless given a URL."""
     stop = _stop_event()
-    embedded = None if cfg.redis_url else _embedded_redis()
-    url = cfg.redis_url or (embedded.url if embedded else "")
-    service = LeaderboardService(cfg, url)
+    embedded = None if redis_url else _embedded_redis()
+    service = make(redis_url or (embedded.url if embedded else ""))
     try:
         await service.start()
         await stop.wait()
@@ -96,26 +105,44 @@ async def serve_leaderboard(cfg: LeaderboardConfig) -> None:
             embedded.stop()
 
 
-async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig) -> None:
-    """Embedded Redis (unless --redis-url), the relay and the leaderboard, in one process."""
+async def serve_leaderboard(cfg: LeaderboardConfig) -> None:
+    await _serve(lambda url: LeaderboardService(cfg, url), cfg.redis_url)
+
+
+async def serve_matchmaker(cfg: MatchmakerConfig) -> None:
+    await _serve(lambda url: MatchmakerService(cfg, url), cfg.redis_url)
+
+
+async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
+                    mm_cfg: MatchmakerConfig | None = None) -> None:
+    """Embedded Redis (unless --redis-url), the relay, the matchmaker and the leaderboard,
+    in one process."""
     stop = _stop_event()
     embedded = None if relay_cfg.redis_url else _embedded_redis()
     redis_url = relay_cfg.redis_url or (embedded.url if embedded else "")
+    mm_cfg = mm_cfg or MatchmakerConfig()
+    relay_cfg.redis_url = redis_url  # the relay registers in the directory the matchmaker reads
+    mm_cfg.secret = relay_cfg.secret
     try:
         relay = await _start_relay(relay_cfg)
         board_cfg.port = 0 if relay_cfg.port == 0 else board_cfg.port
         boards = LeaderboardService(board_cfg, redis_url)
         await boards.start()
+        mm_cfg.port = 0 if relay_cfg.port == 0 else mm_cfg.port
+        matchmaker = MatchmakerService(mm_cfg, redis_url)
+        await matchmaker.start()
         http = "https" if relay_cfg.cert else "http"
         base = f"{relay_cfg.host}:{relay.port}"
         print(f"Stadium {__version__} dev")
         print(f"  relay        {relay.url}/rooms/broadcast/lobby")
+        print(f"  matchmaker   {matchmaker.url}/docs   (queues: {', '.join(matchmaker.queues)})")
         print(f"  leaderboard  {boards.url}/docs")
         print(f"  redis        {redis_url}")
         print(f"  health       {http}://{base}/healthz   metrics {http}://{base}/metrics")
         print("Ctrl-C stops everything.", flush=True)
         await stop.wait()
         await _drain_relay(relay)
+        await matchmaker.stop()
         await boards.stop()
     finally:
         if embedded is not None:
@@ -132,10 +159,14 @@ def _parser() -> argparse.ArgumentParser:
     config.add_flags(relay_p, RelayConfig)
     board_p = sub.add_parser("leaderboard", help="run the leaderboard HTTP API")
     config.add_flags(board_p, LeaderboardConfig)
+    mm_p = sub.add_parser("matchmaker", help="run the matchmaker HTTP API and matcher")
+    config.add_flags(mm_p, MatchmakerConfig)
     dev_p = sub.add_parser("dev", help="run every service in one process tree for development")
     config.add_flags(dev_p, RelayConfig)
     dev_p.add_argument("--leaderboard-port", type=int, default=8082,
                        help="port of the leaderboard API (default: 8082)")
+    dev_p.add_argument("--matchmaker-port", type=int, default=8081,
+                       help="port of the matchmaker API (default: 8081)")
     tok = sub.add_parser("token", help="print a join token for a room")
     tok.add_argument("--secret", required=True)
     tok.add_argument("--room", required=True, help="TYPE/ROOM_ID")
@@ -163,12 +194,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                                     toml_path=args.config)
             uvloop.run(serve_leaderboard(board_cfg))
             return 0
+        if args.command == "matchmaker":
+            mm_cfg = config.load(MatchmakerConfig, args, section="matchmaker",
+                                 toml_path=args.config)
+            uvloop.run(serve_matchmaker(mm_cfg))
+            return 0
         cfg = config.load(RelayConfig, args, section="relay", toml_path=args.config)
         if args.command == "dev":
             board_cfg = config.load(LeaderboardConfig, None, section="leaderboard",
                                     toml_path=args.config)
             board_cfg.port = args.leaderboard_port
-            uvloop.run(serve_dev(cfg, board_cfg))
+            mm_cfg = config.load(MatchmakerConfig, None, section="matchmaker",
+                                 toml_path=args.config)
+            mm_cfg.port = args.matchmaker_port
+            uvloop.run(serve_dev(cfg, board_cfg, mm_cfg))
         else:
             uvloop.run(serve_relay(cfg))
     except config.ConfigError as e:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from leaderboard.config import LeaderboardConfig
+from matchmaker.config import MatchmakerConfig
 from relay.config import RelayConfig
 from stadium import config
 from stadium.cli import _parser, load_room_types
@@ -84,7 +85,7 @@ def test_room_specs() -> None:
             load_room_types([bad])
 
 
-@pytest.mark.parametrize("cls", [RelayConfig, LeaderboardConfig])
+@pytest.mark.parametrize("cls", [RelayConfig, LeaderboardConfig, MatchmakerConfig])
 def test_every_setting_is_documented(cls: type) -> None:
     docs = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     for flag, env, _default, help_text in config.describe(cls):

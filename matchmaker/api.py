@@ -1,0 +1,185 @@
+"""The matchmaker's HTTP API: routes that validate input and call `Store`."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field, JsonValue, StrictFloat, StrictInt
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from matchmaker.metrics import Metrics
+from matchmaker.queues import MAX_PLAYERS
+from matchmaker.ratings import Rating
+from matchmaker.store import MatchmakerError, Store, check_player
+from stadium import __version__
+
+log = logging.getLogger("stadium.matchmaker")
+
+
+class TicketIn(BaseModel):
+    player: str = Field(max_length=64)
+    queue: str = Field(max_length=64)
+    party: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list, max_length=MAX_PLAYERS,
+        description="the other players who must play on the player's team")
+    regions: dict[str, StrictInt | StrictFloat] = Field(
+        default_factory=dict, description="region name -> latency in ms; empty: any region")
+    attributes: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class ResultIn(BaseModel):
+    ranks: list[StrictInt] = Field(
+        min_length=2, max_length=MAX_PLAYERS,
+        description="one rank per team, in the match's team order: 1 won; equal ranks drew")
+
+
+def check_key(api_key: str | None, x_api_key: str | None, authorization: str | None) -> None:
+    if api_key is None:
+        return
+    given = x_api_key or ""
+    if not given and authorization and authorization[:7].lower() == "bearer ":
+        given = authorization[7:].strip()
+    if not hmac.compare_digest(given.encode(), api_key.encode()):
+        raise MatchmakerError(401, "bad_api_key", "results need the server API key (X-API-Key)")
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+class _Measure:
+    """Counts requests per route and status (plain ASGI: no per-request task)."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = [500]
+
+        async def send_status(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            name = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(name, str(status[0])).inc()
+
+
+def create_app(store: Store, metrics: Metrics, api_key: str | None,
+               max_long_poll: float = 30.0) -> Any:
+    app = FastAPI(title="Stadium matchmaker", version=__version__,
+                  description="Tickets wait in queues until the matcher seats them in a room "
+                  "on a relay. Results (server key) update OpenSkill ratings.")
+    if api_key is None:
+        log.warning("no --api-key: anyone may post match results")
+
+    def require_key(x_api_key: Annotated[str | None, Header()] = None,
+                    authorization: Annotated[str | None, Header()] = None) -> None:
+        check_key(api_key, x_api_key, authorization)
+
+    @app.exception_handler(MatchmakerError)
+    async def matchmaker_error(_: Request, e: MatchmakerError) -> JSONResponse:
+        log.info("%d %s: %s", e.status, e.code, e.message)
+        return _error(e.status, e.code, e.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
+        log.info("422 invalid_request: %s", message)
+        return _error(422, "invalid_request", message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        return _error(e.status_code, code, str(e.detail))
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        await store.redis.ping()
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def get_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/queues", tags=["queues"])
+    async def queues() -> JSONResponse:
+        return JSONResponse({"queues": [
+            {"name": q.name, "teams": q.teams, "team_size": q.team_size,
+             "rating_window": q.rating_window, "widen_per_second": q.widen_per_second,
+             "max_wait": q.max_wait, "max_region_latency_ms": q.max_region_latency_ms,
+             "room_type": q.room_type, "regions": list(q.regions)}
+            for q in store.queues.values()]})
+
+    @app.post("/tickets", tags=["tickets"], status_code=201)
+    async def create_ticket(body: TicketIn) -> JSONResponse:
+        """Queue a player (and their party). The rating is the player's stored one."""
+        ticket = await store.create_ticket(body.queue, body.player, body.party,
+                                           dict(body.regions), dict(body.attributes))
+        metrics.tickets.labels(ticket.queue, "created").inc()
+        return JSONResponse(await store.ticket(ticket.id), status_code=201)
+
+    @app.get("/tickets/{ticket_id}", tags=["tickets"])
+    async def get_ticket(ticket_id: str) -> JSONResponse:
+        return JSONResponse(await store.ticket(ticket_id))
+
+    @app.get("/tickets/{ticket_id}/wait", tags=["tickets"])
+    async def wait_ticket(ticket_id: str, timeout: Annotated[float, Query(gt=0)] = 25.0
+                          ) -> JSONResponse:
+        """Answer once the ticket is no longer waiting, or after `timeout` seconds with its
+        status still `waiting` (then ask again)."""
+        if timeout > max_long_poll:
+            raise MatchmakerError(422, "bad_timeout", f"timeout is at most {max_long_poll:g}s")
+        deadline = time.monotonic() + timeout
+        pause = 0.05
+        while True:
+            view = await store.ticket(ticket_id)
+            left = deadline - time.monotonic()
+            if view["status"] != "waiting" or left <= 0:
+                return JSONResponse(view)
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 1.5, 0.25)
+
+    @app.delete("/tickets/{ticket_id}", tags=["tickets"])
+    async def cancel_ticket(ticket_id: str) -> JSONResponse:
+        """Cancel: once this answers 200 the ticket is never matched; 409 `already_matched`
+        when the matcher was first (the seats are in the ticket)."""
+        view = await store.cancel(ticket_id)
+        metrics.tickets.labels(view["queue"], "cancelled").inc()
+        return JSONResponse(view)
+
+    @app.get("/matches/{match_id}", tags=["matches"])
+    async def get_match(match_id: str) -> JSONResponse:
+        return JSONResponse(await store.match(match_id))
+
+    @app.post("/matches/{match_id}/result", tags=["matches"],
+              dependencies=[Depends(require_key)])
+    async def post_result(match_id: str, body: ResultIn) -> JSONResponse:
+        """Record the result once; every player's rating is updated."""
+        return JSONResponse(await store.report(match_id, body.ranks))
+
+    @app.get("/players/{player}", tags=["players"])
+    async def get_player(player: str) -> JSONResponse:
+        check_player(player)
+        r: Rating = (await store.ratings([player]))[0]
+        return JSONResponse({"player": player, "mu": r.mu, "sigma": r.sigma,
+                             "ordinal": r.ordinal, "games": r.games})
+
+    return _Measure(app, metrics)

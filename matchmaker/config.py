@@ -1,0 +1,52 @@
+"""The matchmaker service's settings and limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stadium.config import ConfigError, setting
+
+
+@dataclass
+class MatchmakerConfig:
+    host: str = setting("127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
+    port: int = setting(8081, "TCP port of the matchmaker HTTP API")
+    redis_url: str | None = setting(
+        None, "Redis for tickets, matches, ratings and the relay directory; without it an "
+        "embedded server is started (data is lost when it stops)")
+    secret: str | None = setting(
+        None, "HMAC secret shared with the relays, to sign join tokens; without it seats "
+        "carry no token (for relays that admit anyone)")
+    api_key: str | None = setting(
+        None, "server key for posting match results (X-API-Key or Authorization: Bearer); "
+        "without it results are open")
+    queues: str | None = setting(
+        None, "TOML file of queue definitions; without it the shipped 1v1, 2v2 and 5v5 queues")
+    match_interval: float = setting(
+        0.25, "seconds between two matching passes over a queue")
+    lease_ttl: float = setting(
+        3.0, "seconds a process holds a queue's matcher lease without renewing it")
+    seat_ttl: float = setting(
+        60.0, "seconds a seat's join token is valid (the reservation time)")
+    ticket_ttl: float = setting(
+        600.0, "seconds a matched, cancelled or failed ticket can still be read")
+    match_ttl: float = setting(
+        86400.0, "seconds a match is kept for its result to be posted")
+    max_waiting: int = setting(
+        200000, "waiting tickets per queue; more are refused with HTTP 503 queue_full")
+    max_long_poll: float = setting(
+        30.0, "longest wait, in seconds, GET /tickets/{id}/wait may ask for")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0-65535, not {self.port}")
+        for name in ("match_interval", "lease_ttl", "seat_ttl", "ticket_ttl", "match_ttl",
+                     "max_waiting", "max_long_poll"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if self.lease_ttl <= self.match_interval:
+            raise ConfigError("lease_ttl must be longer than match_interval")
+        if self.api_key == "":
+            self.api_key = None
+        if self.secret == "":
+            self.secret = None

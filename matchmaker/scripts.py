@@ -1,0 +1,97 @@
+"""Lua scripts: each ticket state change is one atomic step on one queue's keys."""
+
+# KEYS: ticket, waiting. ARGV: ticket id, data JSON, created ms, ttl s, max waiting.
+CREATE = """
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return 0 end
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'status', 'waiting')
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 1
+"""
+
+# KEYS: ticket, waiting. ARGV: ticket id, ttl s. Returns the status before the call
+# (false when there is no such ticket); only a waiting ticket becomes cancelled.
+CANCEL = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'waiting' then
+  redis.call('HSET', KEYS[1], 'status', 'cancelled')
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+return status
+"""
+
+# KEYS: waiting, match, ticket 1..n. ARGV: match data JSON, match ttl, ticket ttl, then
+# (ticket id, seats JSON) per ticket. All tickets still waiting: all become matched, the
+# match is stored, and {} is returned; otherwise nothing changes and the ids no longer
+# waiting are returned.
+MATCH = """
+local gone = {}
+for i = 4, #ARGV, 2 do
+  if not redis.call('ZSCORE', KEYS[1], ARGV[i]) then gone[#gone + 1] = ARGV[i] end
+end
+if #gone > 0 then return gone end
+for i = 4, #ARGV, 2 do
+  local t = KEYS[3 + (i - 4) / 2]
+  redis.call('HSET', t, 'status', 'matched', 'seats', ARGV[i + 1])
+  redis.call('EXPIRE', t, ARGV[3])
+  redis.call('ZREM', KEYS[1], ARGV[i])
+end
+redis.call('HSET', KEYS[2], 'data', ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return {}
+"""
+
+# KEYS: waiting, ticket 1..n. ARGV: reason, ticket ttl, ticket ids. Waiting tickets fail.
+FAIL = """
+local n = 0
+for i = 3, #ARGV do
+  if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[i - 1], 'status', 'failed', 'reason', ARGV[1])
+    redis.call('EXPIRE', KEYS[i - 1], ARGV[2])
+    n = n + 1
+  end
+end
+return n
+"""
+
+# KEYS: lease. ARGV: owner, ttl ms. 1 when the caller holds the lease (now or already).
+LEASE = """
+local owner = redis.call('GET', KEYS[1])
+if owner == false or owner == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: player. ARGV: expected value ('' for none), new value ('' to delete).
+# Compare-and-set of the player's waiting ticket.
+SWAP = """
+local now = redis.call('GET', KEYS[1]) or ''
+if now ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+# KEYS: match. ARGV: result JSON. The match data, or an error when unknown / reported.
+RESULT = """
+local data = redis.call('HGET', KEYS[1], 'data')
+if not data then return redis.error_reply('UNKNOWN') end
+if redis.call('HSETNX', KEYS[1], 'result', ARGV[1]) == 0 then
+  return redis.error_reply('REPORTED')
+end
+return data
+"""
+
+# KEYS: ratings. ARGV: n, then n players, n expected values ('' for none), n new values.
+# Writes only when no rating changed since it was read; 1 when written.
+RATE = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local now = redis.call('HGET', KEYS[1], ARGV[1 + i]) or ''
+  if now ~= ARGV[1 + n + i] then return 0 end
+end
+for i = 1, n do redis.call('HSET', KEYS[1], ARGV[1 + i], ARGV[1 + 2 * n + i]) end
+return 1
+"""

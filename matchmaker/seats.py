@@ -1,0 +1,59 @@
+"""Seats: a room on the least-loaded live relay and one signed join token per player."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from stadium import tokens
+
+
+@dataclass
+class Relay:
+    url: str
+    load: int  # open connections it reported, plus players seated on it since
+
+
+def live_relays(directory: dict[str, Any], now: float | None = None) -> tuple[list[Relay],
+                                                                             list[str]]:
+    """Relays whose entry has not expired, and the URLs of those that have."""
+    now = time.time() if now is None else now
+    live, dead = [], []
+    for url, entry in directory.items():
+        try:
+            fresh = float(entry["expires"]) > now
+            load = int(entry["load"])
+        except (KeyError, TypeError, ValueError):
+            fresh, load = False, 0
+        if fresh:
+            live.append(Relay(url, load))
+        else:
+            dead.append(url)
+    return live, dead
+
+
+def pick(relays: list[Relay]) -> Relay | None:
+    """The least-loaded relay (ties: the first URL in order), or None when there is none."""
+    if not relays:
+        return None
+    return min(relays, key=lambda r: (r.load, r.url))
+
+
+def seat_players(relay: Relay, secret: str | None, *, room_type: str, room_id: str,
+                 match_id: str, teams: list[list[str]], ttl: float,
+                 now: float | None = None) -> dict[str, dict[str, Any]]:
+    """player -> seat: where to connect and the token that lets exactly them in."""
+    issued = time.time() if now is None else now
+    url = f"{relay.url}/rooms/{room_type}/{room_id}"
+    seats: dict[str, dict[str, Any]] = {}
+    for team, players in enumerate(teams):
+        for player in players:
+            token = None if secret is None else tokens.sign(
+                secret, room_type=room_type, room_id=room_id, player=player, ttl=ttl,
+                now=issued, team=team, match=match_id)
+            seats[player] = {"player": player, "team": team, "match_id": match_id,
+                             "room_type": room_type, "room_id": room_id, "url": url,
+                             "token": token, "expires": issued + ttl}
+    relay.load += sum(len(p) for p in teams)
+    return seats

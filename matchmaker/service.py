@@ -1,0 +1,104 @@
+"""Run the matchmaker API on uvicorn in the current event loop, and one matcher loop per
+queue (each pass only while this process holds the queue's lease in Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+import uvicorn
+from redis.asyncio.cluster import RedisCluster
+
+from matchmaker import queues as queue_file
+from matchmaker.api import create_app
+from matchmaker.config import MatchmakerConfig
+from matchmaker.metrics import Metrics
+from matchmaker.passes import QueueMatcher
+from matchmaker.store import Store
+
+log = logging.getLogger("stadium.matchmaker")
+
+
+async def connect(url: str) -> Any:
+    """A client for `url`: a cluster client when the server runs in cluster mode."""
+    probe = aioredis.from_url(url)
+    try:
+        info = await probe.info("cluster")
+    finally:
+        await probe.aclose()
+    if info.get("cluster_enabled"):
+        return RedisCluster.from_url(url)
+    return aioredis.from_url(url)
+
+
+class MatchmakerService:
+    """`await start()` listens (port 0 picks a free one) and starts matching; `await stop()`."""
+
+    def __init__(self, cfg: MatchmakerConfig, redis_url: str) -> None:
+        self.cfg = cfg
+        self.redis_url = redis_url
+        self.queues = queue_file.load(cfg.queues)
+        self.redis: Any = None
+        self.port = cfg.port
+        self.owner = f"{socket.gethostname()}:{secrets.token_hex(6)}"
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        self.redis = await connect(self.redis_url)
+        store = Store(self.redis, self.queues, ticket_ttl=cfg.ticket_ttl,
+                      match_ttl=cfg.match_ttl, max_waiting=cfg.max_waiting)
+        metrics = Metrics()
+        if cfg.secret is None:
+            log.warning("no --secret: seats carry no join token (relays must admit anyone)")
+        app = create_app(store, metrics, cfg.api_key, cfg.max_long_poll)
+        self._server = server = uvicorn.Server(uvicorn.Config(
+            app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False,
+            lifespan="off", http="httptools", loop="none"))
+        self._task = asyncio.create_task(server.serve())
+        while not server.started:
+            if self._task.done():
+                await self._task
+                raise RuntimeError(f"the matchmaker could not listen on port {cfg.port}")
+            await asyncio.sleep(0.01)
+        self.port = server.servers[0].sockets[0].getsockname()[1]
+        for q in self.queues.values():
+            matcher = QueueMatcher(store, q, metrics, owner=self.owner, secret=cfg.secret,
+                                   seat_ttl=cfg.seat_ttl, lease_ttl=cfg.lease_ttl)
+            self._loops.append(asyncio.create_task(self._run(matcher)))
+        log.info("matchmaker listening on http://%s:%d (queues: %s)", cfg.host, self.port,
+                 ", ".join(self.queues))
+
+    async def _run(self, matcher: QueueMatcher) -> None:
+        interval = self.cfg.match_interval
+        while True:
+            started = time.monotonic()
+            try:
+                await matcher.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis away or a bug: log, keep the loop alive
+                log.exception("queue %s: matching pass failed", matcher.queue.name)
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.cfg.host}:{self.port}"
+
+    async def stop(self) -> None:
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+        if self.redis is not None:
+            await self.redis.aclose()

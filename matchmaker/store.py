@@ -1,0 +1,341 @@
+"""Tickets, matches, ratings and leases in Redis, each change one atomic script."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from matchmaker import keys, scripts
+from matchmaker.queues import Queue
+from matchmaker.ratings import Rating, rate
+
+PLAYER = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
+REGION = re.compile(r"[A-Za-z0-9_-]{1,32}")
+TICKET_ID = re.compile(r"([A-Za-z0-9_-]{1,64})\.[0-9a-f]{32}")
+MATCH_ID = re.compile(r"([A-Za-z0-9_-]{1,64})\.[0-9a-f]{16}")
+MAX_REGIONS = 16
+MAX_LATENCY_MS = 10000.0
+MAX_ATTRIBUTES_BYTES = 2048
+RATE_RETRIES = 20
+
+
+class MatchmakerError(Exception):
+    """Bad input or a missing thing: `status` and `code` go to the client as they are."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What a ticket asks for; fixed once created."""
+
+    id: str
+    queue: str
+    players: list[str]
+    mu: list[float]
+    sigma: list[float]
+    regions: dict[str, float]
+    created: float  # unix seconds
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    def encode(self) -> str:
+        return json.dumps({"id": self.id, "queue": self.queue, "players": self.players,
+                           "mu": self.mu, "sigma": self.sigma, "regions": self.regions,
+                           "created": self.created, "attributes": self.attributes},
+                          separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Ticket:
+        d = json.loads(raw)
+        return cls(d["id"], d["queue"], d["players"], d["mu"], d["sigma"], d["regions"],
+                   d["created"], d.get("attributes") or {})
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def queue_of(ticket_id: str) -> str:
+    m = TICKET_ID.fullmatch(ticket_id)
+    if m is None:
+        raise MatchmakerError(404, "unknown_ticket", f"no ticket {ticket_id[:80]!r}")
+    return m.group(1)
+
+
+def check_player(player: str) -> None:
+    if not isinstance(player, str) or not PLAYER.fullmatch(player):
+        raise MatchmakerError(400, "bad_player", "player ids are 1-64 of A-Z a-z 0-9 _ . : @ -, "
+                              f"not {str(player)[:80]!r}")
+
+
+class Store:
+    """The matchmaker's Redis-facing functions, named after what they store."""
+
+    def __init__(self, redis: Any, queues: dict[str, Queue], *, ticket_ttl: float = 600.0,
+                 match_ttl: float = 86400.0, max_waiting: int = 200000) -> None:
+        self.redis = redis
+        self.queues = queues
+        self.ticket_ttl = int(ticket_ttl)
+        self.match_ttl = int(match_ttl)
+        self.max_waiting = max_waiting
+        self._create = redis.register_script(scripts.CREATE)
+        self._cancel = redis.register_script(scripts.CANCEL)
+        self._match = redis.register_script(scripts.MATCH)
+        self._fail = redis.register_script(scripts.FAIL)
+        self._lease = redis.register_script(scripts.LEASE)
+        self._swap = redis.register_script(scripts.SWAP)
+        self._result = redis.register_script(scripts.RESULT)
+        self._rate = redis.register_script(scripts.RATE)
+
+    def queue(self, name: str) -> Queue:
+        q = self.queues.get(name)
+        if q is None:
+            raise MatchmakerError(404, "unknown_queue", f"no queue {name[:80]!r}; queues: "
+                                  f"{', '.join(sorted(self.queues))}")
+        return q
+
+    # --- tickets -----------------------------------------------------------------------
+    async def create_ticket(self, queue_name: str, player: str, party: Sequence[str] = (),
+                            regions: dict[str, float] | None = None,
+                            attributes: dict[str, Any] | None = None) -> Ticket:
+        """A waiting ticket for `player` and their party; every one of them must be free."""
+        q = self.queue(queue_name)
+        players = [player, *party]
+        for p in players:
+            check_player(p)
+        if len(set(players)) != len(players):
+            raise MatchmakerError(422, "duplicate_player", "a player is named twice")
+        if len(players) > q.team_size:
+            raise MatchmakerError(422, "party_too_large", f"a party of {len(players)} does not "
+                                  f"fit a team of {q.team_size} in {q.name}")
+        lat = self._regions(q, regions or {})
+        attrs = attributes or {}
+        if len(json.dumps(attrs)) > MAX_ATTRIBUTES_BYTES:
+            raise MatchmakerError(422, "attributes_too_large",
+                                  f"attributes are at most {MAX_ATTRIBUTES_BYTES} bytes of JSON")
+        found = await self.ratings(players)
+        ticket = Ticket(f"{q.name}.{secrets.token_hex(16)}", q.name, players,
+                        [r.mu for r in found], [r.sigma for r in found], lat, time.time(), attrs)
+        held: list[str] = []
+        try:
+            for p in players:
+                await self._hold(p, ticket.id)
+                held.append(p)
+            ok = await self._create(
+                keys=[keys.ticket(q.name, ticket.id), keys.waiting(q.name)],
+                args=[ticket.id, ticket.encode(), int(ticket.created * 1000),
+                      int(q.max_wait) + self.ticket_ttl, self.max_waiting])
+            if not ok:
+                raise MatchmakerError(503, "queue_full", f"{q.name} has {self.max_waiting} "
+                                      "waiting tickets; try again later")
+        except BaseException:
+            await self.release(ticket.id, held)
+            raise
+        return ticket
+
+    def _regions(self, q: Queue, regions: dict[str, float]) -> dict[str, float]:
+        if len(regions) > MAX_REGIONS:
+            raise MatchmakerError(422, "too_many_regions", f"at most {MAX_REGIONS} regions")
+        out: dict[str, float] = {}
+        for name, ms in regions.items():
+            if not REGION.fullmatch(name) or (q.regions and name not in q.regions):
+                allowed = ", ".join(q.regions) if q.regions else "1-32 of A-Z a-z 0-9 _ -"
+                raise MatchmakerError(422, "unknown_region",
+                                      f"region {name[:40]!r}: {q.name} knows {allowed}")
+            if isinstance(ms, bool) or not isinstance(ms, int | float) \
+                    or not 0 <= ms <= MAX_LATENCY_MS:
+                raise MatchmakerError(422, "bad_latency",
+                                      f"latency to {name} must be 0-{MAX_LATENCY_MS:g} ms")
+            out[name] = float(ms)
+        return out
+
+    async def _hold(self, player: str, ticket_id: str) -> None:
+        """Mark `player` as waiting in `ticket_id`, unless they wait in another ticket."""
+        key = keys.player(player)
+        for _ in range(3):
+            if await self._swap(keys=[key], args=["", ticket_id]):
+                return
+            other = await self.redis.get(key)
+            if other is None:
+                continue
+            other_id = _text(other)
+            status = await self._status(other_id)
+            if status == "waiting":
+                raise MatchmakerError(409, "already_queued",
+                                      f"{player} already waits in ticket {other_id}")
+            # A finished ticket whose holder was not released (a process stopped between
+            # the two steps): take the player over, if nobody else did meanwhile.
+            if await self._swap(keys=[key], args=[other_id, ticket_id]):
+                return
+        raise MatchmakerError(409, "already_queued", f"{player} is being queued concurrently")
+
+    async def release(self, ticket_id: str, players: Sequence[str]) -> None:
+        """The players no longer wait in `ticket_id` (matched, cancelled, failed)."""
+        for p in players:
+            await self._swap(keys=[keys.player(p)], args=[ticket_id, ""])
+
+    async def _status(self, ticket_id: str) -> str | None:
+        try:
+            q = queue_of(ticket_id)
+        except MatchmakerError:
+            return None
+        raw = await self.redis.hget(keys.ticket(q, ticket_id), "status")
+        return None if raw is None else _text(raw)
+
+    async def ticket(self, ticket_id: str) -> dict[str, Any]:
+        """What a client sees of its ticket: status, and its seats once matched."""
+        q = queue_of(ticket_id)
+        raw = await self.redis.hgetall(keys.ticket(q, ticket_id))
+        if not raw:
+            raise MatchmakerError(404, "unknown_ticket", f"no ticket {ticket_id!r} (it may "
+                                  "have expired)")
+        h = {_text(k): _text(v) for k, v in raw.items()}
+        t = Ticket.decode(h["data"])
+        view: dict[str, Any] = {"id": t.id, "queue": t.queue, "status": h["status"],
+                                "players": t.players, "created": t.created,
+                                "regions": t.regions, "attributes": t.attributes}
+        if "seats" in h:
+            seats = json.loads(h["seats"])
+            view["match_id"] = seats[t.players[0]]["match_id"]
+            view["seats"] = seats
+        if "reason" in h:
+            view["reason"] = h["reason"]
+        return view
+
+    async def cancel(self, ticket_id: str) -> dict[str, Any]:
+        """Cancel a waiting ticket. Atomic against the matcher: either the ticket is matched
+        and this raises 409 `already_matched`, or it is cancelled and never matched."""
+        q = queue_of(ticket_id)
+        before = await self._cancel(keys=[keys.ticket(q, ticket_id), keys.waiting(q)],
+                                    args=[ticket_id, self.ticket_ttl])
+        if before is None:
+            raise MatchmakerError(404, "unknown_ticket", f"no ticket {ticket_id!r}")
+        before = _text(before)
+        if before == "matched":
+            raise MatchmakerError(409, "already_matched",
+                                  "the ticket was matched before the cancel arrived")
+        if before == "failed":
+            raise MatchmakerError(409, "already_failed", "the ticket had already failed")
+        view = await self.ticket(ticket_id)
+        if before == "waiting":
+            await self.release(ticket_id, view["players"])
+        return view
+
+    # --- the matcher's side ------------------------------------------------------------
+    async def waiting(self, queue: str) -> list[tuple[str, float]]:
+        """(ticket id, created ms) of every waiting ticket, oldest first."""
+        raw = await self.redis.zrange(keys.waiting(queue), 0, -1, withscores=True)
+        return [(_text(m), float(s)) for m, s in raw]
+
+    async def tickets(self, queue: str, ids: Sequence[str]) -> list[Ticket | None]:
+        out: list[Ticket | None] = []
+        for i in range(0, len(ids), 1000):
+            chunk = ids[i:i + 1000]
+            pipe = self.redis.pipeline(transaction=False)
+            for tid in chunk:
+                pipe.hget(keys.ticket(queue, tid), "data")
+            for raw in await pipe.execute():
+                out.append(None if raw is None else Ticket.decode(raw))
+        return out
+
+    async def commit_match(self, queue: str, match: dict[str, Any],
+                           seats: dict[str, dict[str, Any]]) -> list[str]:
+        """Store the match and mark its tickets matched with their seats, all or nothing.
+        Returns the ticket ids that were no longer waiting (then nothing was written)."""
+        ticket_ids = list(seats)
+        args: list[Any] = [json.dumps(match, separators=(",", ":")), self.match_ttl,
+                           self.ticket_ttl]
+        for tid in ticket_ids:
+            args += [tid, json.dumps(seats[tid], separators=(",", ":"))]
+        gone = await self._match(
+            keys=[keys.waiting(queue), keys.match(queue, match["id"]),
+                  *(keys.ticket(queue, t) for t in ticket_ids)], args=args)
+        return [_text(g) for g in gone]
+
+    async def fail(self, queue: str, ticket_ids: Sequence[str], reason: str) -> int:
+        if not ticket_ids:
+            return 0
+        return int(await self._fail(
+            keys=[keys.waiting(queue), *(keys.ticket(queue, t) for t in ticket_ids)],
+            args=[reason, self.ticket_ttl, *ticket_ids]))
+
+    async def lease(self, queue: str, owner: str, ttl: float) -> bool:
+        """Take or keep the queue's matcher lease for `ttl` seconds."""
+        return bool(await self._lease(keys=[keys.lease(queue)], args=[owner, int(ttl * 1000)]))
+
+    async def relays(self) -> dict[str, Any]:
+        """The relay directory as relays wrote it: URL -> JSON entry."""
+        raw = await self.redis.hgetall(keys.RELAYS)
+        return {_text(k): json.loads(v) for k, v in raw.items()}
+
+    async def forget_relays(self, urls: Sequence[str]) -> None:
+        if urls:
+            await self.redis.hdel(keys.RELAYS, *urls)
+
+    async def match(self, match_id: str) -> dict[str, Any]:
+        m = MATCH_ID.fullmatch(match_id)
+        raw = None if m is None else await self.redis.hgetall(keys.match(m.group(1), match_id))
+        if not raw:
+            raise MatchmakerError(404, "unknown_match", f"no match {match_id[:80]!r}")
+        h = {_text(k): _text(v) for k, v in raw.items()}
+        out: dict[str, Any] = json.loads(h["data"])
+        del out["tickets"]  # a ticket id reads every seat of that ticket: not for everyone
+        out["result"] = json.loads(h["result"]) if "result" in h else None
+        return out
+
+    # --- ratings and results -----------------------------------------------------------
+    async def ratings(self, players: Sequence[str]) -> list[Rating]:
+        raw = await self.redis.hmget(keys.RATINGS, list(players))
+        return [Rating.decode(r) for r in raw]
+
+    async def report(self, match_id: str, ranks: Sequence[int]) -> dict[str, Any]:
+        """Record a match's result once and update every player's rating."""
+        m = MATCH_ID.fullmatch(match_id)
+        if m is None or m.group(1) not in self.queues:
+            raise MatchmakerError(404, "unknown_match", f"no match {match_id[:80]!r}")
+        teams_count = self.queues[m.group(1)].teams
+        if len(ranks) != teams_count or any(isinstance(r, bool) or not isinstance(r, int)
+                                            or not 1 <= r <= teams_count for r in ranks):
+            raise MatchmakerError(422, "bad_ranks", f"give one rank (1-{teams_count}) per "
+                                  f"team, in team order; 1 is the winner, equal ranks a draw")
+        try:
+            raw = await self._result(keys=[keys.match(m.group(1), match_id)],
+                                     args=[json.dumps({"ranks": list(ranks)})])
+        except ResponseError as e:
+            if "UNKNOWN" in str(e):
+                raise MatchmakerError(404, "unknown_match", f"no match {match_id!r} (or it "
+                                      "expired)") from None
+            if "REPORTED" in str(e):
+                raise MatchmakerError(409, "result_reported",
+                                      f"match {match_id} already has a result") from None
+            raise
+        match = json.loads(raw)
+        teams: list[list[str]] = match["teams"]
+        players = [p for team in teams for p in team]
+        for _ in range(RATE_RETRIES):
+            old_raw = await self.redis.hmget(keys.RATINGS, players)
+            old = [Rating.decode(r) for r in old_raw]
+            grouped, i = [], 0
+            for team in teams:
+                grouped.append(old[i:i + len(team)])
+                i += len(team)
+            new = [r for team in rate(grouped, ranks) for r in team]
+            args: list[Any] = [len(players), *players,
+                               *("" if r is None else _text(r) for r in old_raw),
+                               *(r.encode() for r in new)]
+            if await self._rate(keys=[keys.RATINGS], args=args):
+                return {"match_id": match_id, "ranks": list(ranks),
+                        "ratings": {p: {"mu": r.mu, "sigma": r.sigma, "games": r.games}
+                                    for p, r in zip(players, new, strict=True)}}
+        raise MatchmakerError(503, "busy", "ratings kept changing; post the result again")
