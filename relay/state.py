@@ -243,7 +243,7 @@ class _Frozen:
     __slots__ = ("alive", "gen", "cols", "cells")
 
     def __init__(self, alive: BoolArray, gen: npt.NDArray[np.uint32],
-                 cols: list[npt.NDArray[Any]], cells: npt.NDArray[np.int64] | None = None,
+                 cols: list[npt.NDArray[Any]], cells: npt.NDArray[np.int32] | None = None,
                  ) -> None:
         self.alive = alive
         self.gen = gen
@@ -258,7 +258,7 @@ class _Frozen:
                        np.concatenate([self.gen, np.zeros(extra, np.uint32)]),
                        [np.concatenate([c, np.zeros(extra, c.dtype)]) for c in self.cols],
                        None if self.cells is None
-                       else np.concatenate([self.cells, np.zeros(extra, np.int64)]))
+                       else np.concatenate([self.cells, np.zeros(extra, np.int32)]))
 
 
 class _Snapshot:
@@ -323,7 +323,7 @@ class State:
         if self.grid is not None:
             for name, (fx, fy) in self.grid.tables.items():
                 table = self.tables[name]
-                frozen[name].cells = self.grid.cell_of(table[fx], table[fy])
+                frozen[name].cells = self.grid.cell_of(table[fx], table[fy]).astype(np.int32)
         self._ring[self.tick % RING_SIZE] = _Snapshot(self.tick, frozen, doc, packed)
         self._diffs = {}
         self._snapshot = None

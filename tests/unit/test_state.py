@@ -250,3 +250,15 @@ def test_ordinary_messages_are_not_state() -> None:
     assert state_payload("text") is None
     assert state_payload(msgpack.packb(msgpack.ExtType(1, b"xyz"))) is None
     assert state_payload(b"\xd4") is None
+
+
+def test_lerp_of_an_unsigned_field_that_goes_down() -> None:
+    state = State({"t": {"hp": Int("u2")}})
+    e = state["t"].spawn(hp=9)
+    state.commit()
+    mirror = StateMirror()
+    mirror.apply(payload(state.snapshot_message()))
+    state["t"]["hp"][e] = 2
+    state.commit()
+    mirror.apply(payload(state.diff_message(1)))
+    assert mirror.lerp("t", "hp", 0.5)[e] == pytest.approx(5.5)

@@ -190,7 +190,7 @@ class StateMirror:
         entities that did not exist at the previous tick get their current value. Angles
         take the short way round."""
         cur = self.tables[table]
-        now = cur.values(field)
+        now = cur.values(field).astype(np.float64)  # unsigned columns must not wrap below 0
         prev_state = self.previous
         if prev_state is None or table not in prev_state.tables:
             return now
