@@ -4,8 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NODE_STAMP := tests/node/node_modules/.installed
+JS_STAMP   := sdk/js/node_modules/.installed
 
-.PHONY: install run test bench loadtest-leaderboard lint clean
+.PHONY: install run test bench bench-state loadtest-leaderboard lint clean
 
 install: $(STAMP)
 
@@ -18,14 +19,22 @@ $(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
 	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(JS_STAMP): sdk/js/package.json sdk/js/package-lock.json
+	cd sdk/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 run: install
 	$(VENV)/bin/stadium dev
 
-test: install $(NODE_STAMP)
+test: install $(NODE_STAMP) $(JS_STAMP)
 	$(PY) -m pytest -q
+	node --test sdk/js/test/
 
 bench: install
 	$(PY) -m loadtest.fanout $(BENCH_ARGS)
+
+bench-state: install
+	$(PY) -m loadtest.state $(BENCH_ARGS)
 
 loadtest-leaderboard: install
 	$(PY) -m pip install --quiet -e '.[load]'

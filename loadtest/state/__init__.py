@@ -1,0 +1,1 @@
+"""The state-diff benchmark: `python -m loadtest.state` (see bench.py)."""

@@ -1,0 +1,60 @@
+// Typed errors a Room reports through its "error" event (and `room.joined` rejects with).
+
+/** Base class: `code` is a short machine-readable name. */
+export class StadiumError extends Error {
+  constructor(code, message, details = {}) {
+    super(message);
+    this.name = "StadiumError";
+    this.code = code;
+    Object.assign(this, details);
+  }
+}
+
+/** The relay refused the join token (HTTP 401 at the upgrade); `code` is the relay's
+ * (`missing_token`, `malformed`, `bad_signature`, `expired`, `wrong_room`). Final. */
+export class TokenRefusedError extends StadiumError {
+  constructor(code, message, details) {
+    super(code, message, details);
+    this.name = "TokenRefusedError";
+  }
+}
+
+/** The relay answered the upgrade with another HTTP error (403, 404, 429, 503...). */
+export class JoinRefusedError extends StadiumError {
+  constructor(code, message, details) {
+    super(code, message, details);
+    this.name = "JoinRefusedError";
+  }
+}
+
+/** Nothing answered at the relay's address (down, or not reachable from here). */
+export class RelayUnreachableError extends StadiumError {
+  constructor(message, details) {
+    super("relay_unreachable", message, details);
+    this.name = "RelayUnreachableError";
+  }
+}
+
+/** The relay closed the socket with 1009: a message was over its `--max-message-size`. */
+export class MessageTooLargeError extends StadiumError {
+  constructor(message, details) {
+    super("message_too_large", message, details);
+    this.name = "MessageTooLargeError";
+  }
+}
+
+/** `room.send` while disconnected found the send buffer full; the message was dropped. */
+export class SendBufferFullError extends StadiumError {
+  constructor(message, details) {
+    super("send_buffer_full", message, details);
+    this.name = "SendBufferFullError";
+  }
+}
+
+/** A state message could not be applied; the mirror waits for the next snapshot. */
+export class StateMessageError extends StadiumError {
+  constructor(message, details) {
+    super("bad_state", message, details);
+    this.name = "StateMessageError";
+  }
+}
