@@ -21,10 +21,10 @@ import numpy as np
 
 from loadtest.fanout.peers import PeerUnavailable, default_cache
 from loadtest.processes import ROOT
-from loadtest.state import encoders, liveroom
+from loadtest.state import encoders, interest, liveroom
 from loadtest.state.scenario import make
 
-PARTS = ("scenario", "baselines", "room")
+PARTS = ("scenario", "baselines", "room", "interest")
 VARIANTS = ("map", "array", "map-quantized")
 # The targets.
 BYTES_VS_COLYSEUS = 0.5
@@ -32,6 +32,7 @@ SNAPSHOT_BYTES_PER_ENTITY = 16
 DIFF_MEDIAN_MS = 0.3
 DIFF_P99_MS = 0.6
 ROOM_TICK_P99_MS = 5.0
+INTEREST_RATIO = 10.0
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -145,6 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--room-entities", type=int, default=1000)
     ap.add_argument("--room-seconds", type=float, default=10.0)
     ap.add_argument("--procs", type=int, default=1, help="client processes for the room part")
+    ap.add_argument("--interest-entities", type=int, default=50_000)
+    ap.add_argument("--interest-cells", type=int, default=100, help="grid is N x N cells")
+    ap.add_argument("--interest-clients", type=int, default=5_000)
+    ap.add_argument("--interest-ticks", type=int, default=10)
+    ap.add_argument("--interest-refocus", type=float, default=0.01,
+                    help="fraction of clients whose focus moves to another place per tick")
     ap.add_argument("--cache", type=Path, default=default_cache(),
                     help="where @colyseus/schema and bsdiff4 are installed (default "
                          "$STADIUM_BENCH_CACHE or ~/.cache/stadium-bench)")
@@ -186,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         s = make(args.entities, moving, args.baselines + 1 + args.baseline_ticks, args.seed)
         result["baselines"] = encoders.run_baselines(s, args.clients, args.baselines,
                                                      args.baseline_ticks)
+
+    if "interest" in parts:
+        result["interest"] = interest.run(args.interest_entities, args.interest_cells,
+                                          args.interest_clients, args.interest_ticks,
+                                          args.interest_refocus, args.seed)
 
     server_cpu, client_cpus = _cores()
     if "room" in parts:
@@ -249,7 +261,23 @@ def main(argv: list[str] | None = None) -> int:
                   room["closed"],
                   f"{_fmt(room['latency_p50_ms'], 2)} / {_fmt(room['latency_p99_ms'], 2)} / "
                   f"{_fmt(room['latency_max_ms'], 2)}"]]))
+    if "interest" in result:
+        it = result["interest"]
+        print(f"\n### Interest management: {it['entities']:,} entities, {it['cells']:,} cells, "
+              f"{it['clients']:,} clients seeing 3 x 3 cells, {it['refocus']:.0%} refocusing "
+              f"per tick, {it['ticks']} ticks (process CPU)\n")
+        print(_table(["encoding", "CPU ms per tick median", "p99", "bytes per client"], [
+            ["grid: per-cell bundles, sliced per client", it["grid_cpu_ms"]["median"],
+             it["grid_cpu_ms"]["p99"], it["grid_bytes_per_client"]],
+            ["per client: each view diffed and encoded alone (shared cell index)",
+             it["per_client_cpu_ms"]["median"], it["per_client_cpu_ms"]["p99"],
+             it["per_client_bytes_per_client"]],
+        ]))
     goals = targets(stadium, colyseus, room, args.entities)
+    if "interest" in result:
+        ratio = result["interest"]["ratio"]
+        goals.append({"target": f"interest: per-client CPU / grid CPU >= {INTEREST_RATIO:g}x",
+                      "measured": f"{ratio:.1f}x", "met": ratio >= INTEREST_RATIO})
     if goals:
         print("\n### Targets\n")
         print(_table(["target", "measured", ""], [[g["target"], g["measured"], _met(g["met"])]
