@@ -23,6 +23,8 @@ COINS = 40
 SHIP_SPEED = 12.0  # metres per second at full thrust
 TURN_RATE = 3.0  # radians per second at full turn
 PICKUP = 2.0  # metres from a coin to collect it
+BOARD = "arena"  # leaderboard board the scores go to (with --leaderboard-url)
+SCORES_EVERY = 100  # ticks between two score posts (5 s)
 
 
 class ArenaRoom(Room):
@@ -57,6 +59,7 @@ class ArenaRoom(Room):
         assert self.state is not None
         ship = conn.state
         if isinstance(ship, int) and ship in self.state["ships"]:
+            self._post_scores([ship])
             self.state["ships"].despawn(ship)
             self.state.doc["players"].pop(str(ship), None)
             self._steer.pop(ship, None)
@@ -73,6 +76,8 @@ class ArenaRoom(Room):
         ids = ships.ids
         if not len(ids):
             return
+        if self.tick % SCORES_EVERY == 0:
+            self._post_scores(ids.tolist())
         steer = np.array([self._steer.get(int(i), (0.0, 0.0)) for i in ids])
         angle = ships["angle"]
         angle[ids] = (angle[ids] + steer[:, 0] * TURN_RATE * dt) % (2 * np.pi)
@@ -101,6 +106,16 @@ class ArenaRoom(Room):
             coin = int(cids[c])
             coins["x"][coin] = self._rng.uniform(0, WORLD)
             coins["y"][coin] = self._rng.uniform(0, WORLD)
+
+
+    def _post_scores(self, ships: list[int]) -> None:
+        assert self.state is not None
+        poster = self._relay.scores(BOARD)
+        if poster is None:
+            return
+        names, score = self.state.doc["players"], self.state["ships"]["score"]
+        poster.post({names[str(s)]: int(score[s]) for s in ships
+                     if str(s) in names and score[s] > 0})
 
 
 def _steering(message: str | bytes) -> tuple[float | None, float | None] | None:

@@ -14,8 +14,15 @@ class RelayConfig:
     secret: str | None = setting(
         None, "HMAC secret for join tokens; without it the relay admits anyone")
     redis_url: str | None = setting(
-        None, "Redis for room storage and the relay bus (reserved: this version keeps rooms "
-        "in process memory)")
+        None, "Redis where the relay registers in the relay directory for matchmakers (rooms "
+        "still live in process memory)")
+    public_url: str | None = setting(
+        None, "ws:// or wss:// URL clients reach this relay at, as registered in the relay "
+        "directory (default: the address it listens on)")
+    leaderboard_url: str | None = setting(
+        None, "leaderboard service where built-in game rooms (arena) post scores")
+    leaderboard_api_key: str | None = setting(
+        None, "server API key for --leaderboard-url")
     rooms: list[str] = setting(
         [], "extra room type as TYPE=module:Class (repeatable)", flag="--room")
     cert: str | None = setting(None, "TLS certificate chain (PEM) to serve wss:// and https://")

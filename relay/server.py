@@ -21,6 +21,7 @@ from relay.conntable import CLOSING, HANDSHAKE, OPEN, Connection
 from relay.directory import RelayDirectory
 from relay.metrics import Stats, make_registry, render
 from relay.room import MAX_TICK_RATE, BroadcastRoom, ConnectContext, Response, Room, RoomStorage
+from relay.scores import ScorePoster
 from relay.ws.frames import CLOSE_GOING_AWAY, CLOSE_POLICY, OP_PING, FrameReader, encode_frame
 from relay.ws.handshake import (
     HttpError,
@@ -76,6 +77,7 @@ class Relay:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._registry = make_registry(self.stats, self._gauges)
+        self._scores: dict[str, ScorePoster] = {}
 
     loop: asyncio.AbstractEventLoop  # set by start()
     _directory: RelayDirectory | None = None  # set by start() with --redis-url
@@ -95,9 +97,20 @@ class Relay:
         if cfg.secret is None:
             log.warning("no --secret: the relay admits every client without a join token")
         if cfg.redis_url:  # rooms live in memory; Redis holds this relay's directory entry
-            self._directory = RelayDirectory(cfg.redis_url, self.url,
+            self._directory = RelayDirectory(cfg.redis_url, cfg.public_url or self.url,
                                              lambda: self._gauges()["connections"])
             self._directory.start()
+
+    def scores(self, board: str) -> ScorePoster | None:
+        """Where rooms post scores for `board`, or None without --leaderboard-url."""
+        url = self.config.leaderboard_url
+        if not url:
+            return None
+        poster = self._scores.get(board)
+        if poster is None:
+            poster = self._scores[board] = ScorePoster(url, board,
+                                                       self.config.leaderboard_api_key)
+        return poster
 
     @property
     def port(self) -> int:
@@ -132,6 +145,8 @@ class Relay:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        for poster in self._scores.values():
+            await poster.close()
         await asyncio.sleep(0)
 
     # --- sockets -----------------------------------------------------------------------

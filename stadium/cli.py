@@ -128,6 +128,9 @@ async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
         board_cfg.port = 0 if relay_cfg.port == 0 else board_cfg.port
         boards = LeaderboardService(board_cfg, redis_url)
         await boards.start()
+        if not relay_cfg.leaderboard_url:  # the arena room posts its scores here
+            relay.config.leaderboard_url = boards.url
+            relay.config.leaderboard_api_key = board_cfg.api_key
         mm_cfg.port = 0 if relay_cfg.port == 0 else mm_cfg.port
         matchmaker = MatchmakerService(mm_cfg, redis_url)
         await matchmaker.start()
