@@ -61,6 +61,9 @@ class RelayConfig:
         "not applied with --trust-proxy")
     max_outbound_buffer: int = setting(
         4194304, "bytes queued for a client that does not read before it is closed (1008)")
+    hibernate_after: float = setting(
+        30.0, "seconds without messages, requests or alarms before a room that implements "
+        "snapshot() hibernates: its object is dropped, its sockets stay open (0: never)")
     max_attachment_size: int = setting(
         2048, "largest conn.state attachment, in bytes of msgpack")
     drain_timeout: float = setting(

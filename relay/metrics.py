@@ -35,7 +35,7 @@ class TickTimes:
 class Stats:
     __slots__ = ("messages_in", "bytes_in", "messages_out", "bytes_out", "rate_limit_drops",
                  "handler_errors", "closes", "http_rejects", "handshakes", "tick_times",
-                 "tick_overruns")
+                 "tick_overruns", "hibernations", "wakes")
 
     def __init__(self) -> None:
         self.messages_in = 0
@@ -45,6 +45,8 @@ class Stats:
         self.rate_limit_drops = 0
         self.handler_errors = 0
         self.handshakes = 0
+        self.hibernations = 0
+        self.wakes = 0
         self.closes: Counter[int] = Counter()
         self.http_rejects: Counter[int] = Counter()
         self.tick_times: dict[str, TickTimes] = {}
@@ -67,7 +69,10 @@ class _RelayCollector(Collector):
         g = self._gauges()
         yield GaugeMetricFamily("stadium_relay_connections", "Open WebSocket connections",
                                 value=g["connections"])
-        yield GaugeMetricFamily("stadium_relay_rooms", "Rooms in memory", value=g["rooms"])
+        yield GaugeMetricFamily("stadium_relay_rooms", "Rooms awake in memory", value=g["rooms"])
+        yield GaugeMetricFamily("stadium_relay_rooms_hibernated",
+                                "Rooms hibernated: snapshot kept, object dropped, sockets open",
+                                value=g["rooms_hibernated"])
         for name, doc, value in (
             ("messages_in", "Messages accepted from clients", s.messages_in),
             ("bytes_in", "Bytes received on WebSocket connections", s.bytes_in),
@@ -76,6 +81,9 @@ class _RelayCollector(Collector):
             ("rate_limit_drops", "Client messages dropped by a rate limit", s.rate_limit_drops),
             ("handler_errors", "Room handlers that raised", s.handler_errors),
             ("handshakes", "WebSocket handshakes accepted", s.handshakes),
+            ("room_hibernations", "Rooms put to sleep after being idle", s.hibernations),
+            ("room_wakes", "Hibernated rooms woken by a message, request, close or alarm",
+             s.wakes),
         ):
             yield CounterMetricFamily(f"stadium_relay_{name}", doc, value=value)
         closes = CounterMetricFamily("stadium_relay_closes", "Closed connections by close code",

@@ -151,6 +151,11 @@ class Room:
     _tick: int
     _tick_due: float
     _tick_queued: bool
+    _auto: dict[str | bytes, bytes] | None
+    _events: int
+    _seen_events: int
+    _idle_since: float
+    restored: Any
 
     # --- handlers (override) -------------------------------------------------------
     def on_start(self) -> Any:
@@ -173,6 +178,11 @@ class Room:
 
     def on_tick(self, dt: float, inputs: Inputs) -> Any:
         return None
+
+    def snapshot(self) -> Any:
+        """What to keep while the room hibernates (msgpack-encodable); `on_start` finds it in
+        `self.restored` when the room wakes. Rooms that do not override this never hibernate."""
+        raise NotImplementedError
 
     # --- API for handlers --------------------------------------------------------------
     def broadcast(self, message: Any, exclude: Iterable[Connection | int] = ()) -> int:
@@ -243,6 +253,18 @@ class Room:
         """Ticks run so far."""
         return self._tick
 
+    def set_auto_response(self, request: str | bytes, response: Any) -> None:
+        """Answer the exact message `request` with `response` from the connection table,
+        without running room code (also while the room hibernates)."""
+        frame = encode_message(response if isinstance(response, str | bytes)
+                               else msgpack.packb(response))
+        if self._auto is None:
+            self._auto = {}
+        self._auto[request] = frame
+
+    def clear_auto_responses(self) -> None:
+        self._auto = None
+
     # --- runtime (the relay's side) ----------------------------------------------------
     def _bind(self, relay: Relay, type_name: str, room_id: str, storage: RoomStorage) -> None:
         cls = type(self)
@@ -268,6 +290,11 @@ class Room:
         self._tick = 0
         self._tick_due = 0.0
         self._tick_queued = False
+        self._auto = None
+        self._events = 0  # handler calls and messages: the relay hibernates a room when idle
+        self._seen_events = -1
+        self._idle_since = 0.0
+        self.restored = None
 
     @property
     def _busy(self) -> bool:
@@ -276,6 +303,7 @@ class Room:
     def _call(self, name: str, args: tuple[Any, ...], conn: Connection | None = None,
               done: Done | None = None) -> None:
         """Run handler `name` now, or after what is pending, in arrival order."""
+        self._events += 1
         if self._inbox is not None or self._running or name in self._async:
             self._enqueue((name, args, conn, done))
             return
@@ -287,6 +315,13 @@ class Room:
 
     def _deliver(self, conn: Connection, message: str | bytes) -> None:
         """`on_message`, the hot path: inline when nothing is pending."""
+        auto = self._auto
+        if auto is not None:
+            frame = auto.get(message)
+            if frame is not None:
+                conn.queue(frame)
+                return
+        self._events += 1
         inputs = self._inputs
         if inputs is not None:
             inputs.append((conn, message))
@@ -475,6 +510,9 @@ def _finish(done: Done | None, result: Any, ok: bool) -> None:
 
 class BroadcastRoom(Room):
     """Built-in `broadcast`: every message goes unchanged to every other connection."""
+
+    def snapshot(self) -> None:
+        return None  # nothing to keep: it hibernates for free
 
     def on_message(self, conn: Connection, message: str | bytes) -> None:
         self.broadcast(message, exclude=(conn,))

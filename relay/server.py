@@ -19,6 +19,7 @@ from relay.arena import ArenaRoom
 from relay.config import RelayConfig
 from relay.conntable import CLOSING, HANDSHAKE, OPEN, Connection
 from relay.directory import RelayDirectory
+from relay.hibernation import SleepingRoom, can_hibernate, hibernate
 from relay.metrics import Stats, make_registry, render
 from relay.room import MAX_TICK_RATE, BroadcastRoom, ConnectContext, Response, Room, RoomStorage
 from relay.scores import ScorePoster
@@ -78,6 +79,7 @@ class Relay:
         self._sweeper: asyncio.TimerHandle | None = None
         self._registry = make_registry(self.stats, self._gauges)
         self._scores: dict[str, ScorePoster] = {}
+        self._sleeping = 0
 
     loop: asyncio.AbstractEventLoop  # set by start()
     _directory: RelayDirectory | None = None  # set by start() with --redis-url
@@ -200,7 +202,8 @@ class Relay:
         else:
             self._ip_conns.pop(conn.ip, None)
         room._call("on_close", (conn,))
-        self._room_settled(room)
+        # A hibernated room woke up for this close: settle the awake one.
+        self._room_settled(self.rooms.get((room.type, room.id), room))
 
     def _schedule_flush(self) -> None:
         if not self._flush_pending:
@@ -241,6 +244,7 @@ class Relay:
                     self.stats.http_rejects[408] += 1
                 c.abort(CLOSE_GOING_AWAY, "handshake timeout" if phase == HANDSHAKE
                         else "close timeout")
+        self._hibernate_idle(now)
         rate, burst = cfg.ip_handshake_rate, cfg.ip_handshake_burst
         for ip, (tokens, at) in list(self._ip_buckets.items()):
             if tokens + (now - at) * rate >= burst:
@@ -469,4 +473,19 @@ class Relay:
 
     def _gauges(self) -> dict[str, int]:
         return {"connections": sum(1 for c in self.conns if c.phase == OPEN),
-                "rooms": len(self.rooms)}
+                "rooms": len(self.rooms) - self._sleeping, "rooms_hibernated": self._sleeping}
+
+    def _hibernate_idle(self, now: float) -> None:
+        """Called by the sweep: a room whose event count has not moved for hibernate_after
+        seconds goes to sleep."""
+        after = self.config.hibernate_after
+        if after <= 0:
+            return
+        for room in list(self.rooms.values()):
+            if isinstance(room, SleepingRoom) or not can_hibernate(room):
+                continue
+            if room._events != room._seen_events:
+                room._seen_events = room._events
+                room._idle_since = now
+            elif now - room._idle_since >= after and not hibernate(self, room):
+                room._idle_since = now  # snapshot() failed: try again a period later

@@ -171,3 +171,26 @@ class GridRoom(Room):
             x, y = (float(v) for v in str(message).split(","))
             self.state["dots"].set(conn.state, x=x, y=y)
             self.state.set_focus(conn.id, x, y)
+
+
+class SleepyRoom(Room):
+    """A counter that hibernates: "inc" answers the new count, "alarm" sets an alarm 2 s
+    ahead that tells everyone; "ping" is answered by the connection table."""
+
+    def on_start(self) -> None:
+        self.count = (self.restored or {}).get("count", 0)
+        self.set_auto_response("ping", "pong")
+
+    def snapshot(self) -> dict[str, int]:
+        return {"count": self.count}
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        if message == "inc":
+            self.count += 1
+            conn.send(str(self.count))
+        elif message == "alarm":
+            self.set_alarm(time.time() + 2.0)
+            conn.send("alarm set")
+
+    def on_alarm(self) -> None:
+        self.broadcast(f"alarm fired, count {self.count}")
