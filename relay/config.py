@@ -61,6 +61,11 @@ class RelayConfig:
         "not applied with --trust-proxy")
     max_outbound_buffer: int = setting(
         4194304, "bytes queued for a client that does not read before it is closed (1008)")
+    slow_reader_bytes: int = setting(
+        262144, "bytes queued for a client above which it is slow: it skips state ticks and "
+        "droppable broadcasts until it drains")
+    slow_reader_timeout: float = setting(
+        10.0, "seconds a client may stay slow before it is closed (1008)")
     hibernate_after: float = setting(
         30.0, "seconds without messages, requests or alarms before a room that implements "
         "snapshot() hibernates: its object is dropped, its sockets stay open (0: never)")

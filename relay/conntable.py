@@ -46,8 +46,8 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "id", "ip", "player", "tags", "room", "phase", "out", "last_seen", "ping_sent",
         "deadline", "close_code", "msg_tokens", "byte_tokens", "bucket_at", "strikes",
-        "strike_at", "synced", "_state", "_relay", "_transport", "_reader", "_head", "_request",
-        "_need",
+        "strike_at", "synced", "slow_since", "_state", "_relay", "_transport", "_reader",
+        "_head", "_request", "_need",
     )
 
     def __init__(self, relay: Relay) -> None:
@@ -69,6 +69,7 @@ class Connection(asyncio.Protocol):
         self.strikes = 0.0
         self.strike_at = 0.0
         self.synced = 0  # the last state tick this connection was sent (0: none yet)
+        self.slow_since = 0.0  # when its unsent bytes went over --slow-reader-bytes (0: not)
         self._state: Any = None
         self._transport: asyncio.Transport | None = None
         self._reader: FrameReader | None = None
@@ -131,6 +132,14 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
         self._relay._accepted(self, transport)
+
+    def pause_writing(self) -> None:
+        """The kernel and transport hold more than --slow-reader-bytes for this socket: it
+        skips droppable updates until it drains, and is dropped if it stays slow."""
+        self.slow_since = self._relay.loop.time()
+
+    def resume_writing(self) -> None:
+        self.slow_since = 0.0
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._relay._end_handshake(self)

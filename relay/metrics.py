@@ -35,7 +35,7 @@ class TickTimes:
 class Stats:
     __slots__ = ("messages_in", "bytes_in", "messages_out", "bytes_out", "rate_limit_drops",
                  "handler_errors", "closes", "http_rejects", "handshakes", "tick_times",
-                 "tick_overruns", "hibernations", "wakes")
+                 "tick_overruns", "hibernations", "wakes", "updates_skipped")
 
     def __init__(self) -> None:
         self.messages_in = 0
@@ -47,6 +47,7 @@ class Stats:
         self.handshakes = 0
         self.hibernations = 0
         self.wakes = 0
+        self.updates_skipped = 0
         self.closes: Counter[int] = Counter()
         self.http_rejects: Counter[int] = Counter()
         self.tick_times: dict[str, TickTimes] = {}
@@ -82,6 +83,8 @@ class _RelayCollector(Collector):
             ("handler_errors", "Room handlers that raised", s.handler_errors),
             ("handshakes", "WebSocket handshakes accepted", s.handshakes),
             ("room_hibernations", "Rooms put to sleep after being idle", s.hibernations),
+            ("updates_skipped", "State ticks and droppable broadcasts not sent to slow readers",
+             s.updates_skipped),
             ("room_wakes", "Hibernated rooms woken by a message, request, close or alarm",
              s.wakes),
         ):

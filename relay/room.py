@@ -185,8 +185,11 @@ class Room:
         raise NotImplementedError
 
     # --- API for handlers --------------------------------------------------------------
-    def broadcast(self, message: Any, exclude: Iterable[Connection | int] = ()) -> int:
-        """Send to every connection in the room but `exclude`; framed once. Returns recipients."""
+    def broadcast(self, message: Any, exclude: Iterable[Connection | int] = (),
+                  droppable: bool = False) -> int:
+        """Send to every connection in the room but `exclude`; framed once. Returns recipients.
+        A `droppable` message (a position update that the next one replaces) is not sent to
+        slow readers (over --slow-reader-bytes unsent)."""
         frame = encode_message(message if isinstance(message, str | bytes)
                                else msgpack.packb(message))
         # One excluded connection (the sender) is the common case: no set for it.
@@ -203,6 +206,9 @@ class Room:
         n = 0
         for cid, c in self._conns.items():
             if cid == skip or cid in skip_set:
+                continue
+            if droppable and c.slow_since:
+                relay.stats.updates_skipped += 1
                 continue
             out = c.out
             if out is None:
@@ -463,6 +469,9 @@ class Room:
         dirty = relay._dirty
         n = nbytes = 0
         for c in self._conns.values():
+            if c.slow_since:  # it catches up from its last tick once it drains
+                relay.stats.updates_skipped += 1
+                continue
             base = c.synced
             if grid:
                 msg = state.view_message(c.id, base)

@@ -232,6 +232,9 @@ class Relay:
         for c in list(self.conns):
             phase = c.phase
             if phase == OPEN:
+                if c.slow_since and now - c.slow_since > cfg.slow_reader_timeout:
+                    c.abort(CLOSE_POLICY, "slow reader: it did not read for too long")
+                    continue
                 silent = now - c.last_seen
                 if silent > cfg.idle_timeout:
                     log.info("conn %d ip %s: idle for %.0fs, closing", c.id, c.ip, silent)
@@ -425,6 +428,7 @@ class Relay:
         room = self._room(type_name, room_id)
         t = conn._transport
         assert t is not None
+        t.set_write_buffer_limits(high=cfg.slow_reader_bytes)
         t.write(accept_response(accept))
         self._end_handshake(conn)
         conn.phase = OPEN

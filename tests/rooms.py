@@ -194,3 +194,19 @@ class SleepyRoom(Room):
 
     def on_alarm(self) -> None:
         self.broadcast(f"alarm fired, count {self.count}")
+
+
+class FloodRoom(Room):
+    """50 Hz, 4,000 entities that all move every tick: about 20 KB of state per tick."""
+
+    tick_rate = 50
+
+    def on_start(self) -> None:
+        self.state = State({"e": {"x": Fixed(0.01)}}, capacity=4000)
+        for i in range(4000):
+            self.state["e"].spawn(x=i)
+
+    def on_tick(self, dt: float, inputs: list[tuple[Connection, str | bytes]]) -> None:
+        assert self.state is not None
+        self.state["e"]["x"][:] += 1.0
+        self.state.doc["tick"] = self.tick
