@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import aiohttp
 import pytest
-from stadium_client import Room
 
+from stadium_client import Room
 from tests.conftest import RelayProcess, start_relay
 
 
