@@ -6,21 +6,17 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable
-from types import SimpleNamespace
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
+from itertools import accumulate
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from pydantic import (
     BaseModel,
     Field,
@@ -30,10 +26,13 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from leaderboard.store import Board, BoardError, Store
 from stadium import __version__
+from stadium.http import add_cors
 
 log = logging.getLogger("stadium.leaderboard")
 
@@ -76,13 +75,48 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-class _Measure:
-    """Counts requests and times them per route (plain ASGI: no per-request task)."""
+class _Tally:
+    """Request counts and latency histograms per route, kept in plain ints and read by
+    Prometheus at scrape time: a request adds to a list instead of taking metric locks."""
 
-    def __init__(self, app: Any, requests: Counter, latency: Histogram) -> None:
+    BUCKETS = (.0005, .001, .002, .005, .01, .02, .05, .1, .5, 1.0)
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], int] = {}
+        # route -> [count per bucket (last: above every bound), sum of seconds]
+        self.latency: dict[str, tuple[list[int], list[float]]] = {}
+
+    def add(self, route: str, status: int, seconds: float) -> None:
+        key = (route, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        found = self.latency.get(route)
+        if found is None:
+            found = self.latency[route] = ([0] * (len(self.BUCKETS) + 1), [0.0])
+        found[0][bisect_left(self.BUCKETS, seconds)] += 1
+        found[1][0] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("stadium_leaderboard_requests", "HTTP requests",
+                                       labels=["route", "status"])
+        for (route, status), n in sorted(self.requests.items()):
+            requests.add_metric([route, str(status)], n)
+        yield requests
+        latency = HistogramMetricFamily("stadium_leaderboard_request_seconds", "Request time",
+                                        labels=["route"])
+        for route, (counts, total) in sorted(self.latency.items()):
+            cumulative = list(accumulate(counts))
+            buckets = [(str(b), c) for b, c in zip(self.BUCKETS, cumulative,
+                                                               strict=False)]
+            latency.add_metric([route], buckets + [("+Inf", cumulative[-1])], total[0])
+        yield latency
+
+
+class _Measure:
+    """Counts and times the requests the framework serves (plain ASGI: no per-request task)."""
+
+    def __init__(self, app: Any, tally: _Tally) -> None:
         self.app = app
-        self.requests = requests
-        self.latency = latency
+        self.tally = tally
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -100,20 +134,36 @@ class _Measure:
             await self.app(scope, receive, send_status)
         finally:
             name = getattr(scope.get("route"), "path", "unmatched")
-            self.requests.labels(name, str(status[0])).inc()
-            self.latency.labels(name).observe(time.perf_counter() - started)
+            self.tally.add(name, status[0], time.perf_counter() - started)
 
 
 _SUBMIT: TypeAdapter[ScoreIn | ScoreBatch] = TypeAdapter(ScoreIn | ScoreBatch)
-_ROUTE_TOP = SimpleNamespace(path="/boards/{board}")
-_ROUTE_RANK = SimpleNamespace(path="/boards/{board}/players/{player}")
-_ROUTE_SUBMIT = SimpleNamespace(path="/boards/{board}/scores")
+_ROUTE_TOP = "/boards/{board}"
+_ROUTE_RANK = "/boards/{board}/players/{player}"
+_ROUTE_SUBMIT = "/boards/{board}/scores"
+# The bytes FastAPI's JSONResponse sends, from one encoder made once.
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None,
+                         separators=(",", ":"))
+_JSON_TYPE = (b"content-type", b"application/json")
 
 
 def _json_body(content: Any) -> bytes:
     """The bytes FastAPI's JSONResponse would send for `content`."""
-    return json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
-                      separators=(",", ":")).encode()
+    return _JSON.encode(content).encode()
+
+
+class _Replay:
+    """A `receive` that gives the body already read, then defers to the server's."""
+
+    def __init__(self, body: bytes, receive: Any) -> None:
+        self.body: bytes | None = body
+        self.receive = receive
+
+    async def __call__(self) -> Any:
+        if self.body is None:
+            return await self.receive()
+        body, self.body = self.body, None
+        return {"type": "http.request", "body": body, "more_body": False}
 
 
 class _HotPaths:
@@ -122,104 +172,128 @@ class _HotPaths:
     calls as the routes below; anything else goes on to the FastAPI app as it came, so
     every validation error still has one source."""
 
-    def __init__(self, app: Any, store: Store, api_key: str | None) -> None:
+    def __init__(self, app: Any, store: Store, api_key: str | None, tally: _Tally) -> None:
         self.app = app
         self.store = store
         self.api_key = api_key
+        self.tally = tally
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope["path"].startswith("/boards/"):
             parts = scope["path"].split("/")
             method = scope["method"]
-            if len(parts) > 2 and parts[1] == "boards" and parts[2]:
-                if method == "GET" and len(parts) == 3:
-                    if await self._top(scope, parts[2], send):
-                        return
-                elif method == "GET" and len(parts) == 5 and parts[3] == "players" and parts[4]:
-                    if await self._rank(scope, parts[2], parts[4], send):
-                        return
-                elif method == "POST" and len(parts) == 4 and parts[3] == "scores":
+            n = len(parts)
+            if parts[2]:
+                if method == "GET" and n == 5 and parts[3] == "players" and parts[4]:
+                    await self._rank(scope, parts[2], parts[4], send)
+                    return
+                if method == "POST" and n == 4 and parts[3] == "scores":
                     receive = await self._submit(scope, parts[2], receive, send)
                     if receive is None:
                         return
+                elif method == "GET" and n == 3 and await self._top(scope, parts[2], send):
+                    return
         await self.app(scope, receive, send)
 
     async def _top(self, scope: Any, board: str, send: Any) -> bool:
-        q = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+        started = time.perf_counter()
+        raw = scope["query_string"]
+        q = dict(parse_qsl(raw.decode("latin-1"))) if raw else {}
         limit = q.get("limit", "10")
         if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= 1000):
             return False
-        scope["route"] = _ROUTE_TOP
-        await self._answer(send, self.store.page(board, q.get("period", "all"), int(limit),
-                                                 q.get("cursor")))
+        answer: dict[str, Any] | Exception
+        try:
+            answer = await self.store.page(board, q.get("period", "all"), int(limit),
+                                           q.get("cursor"))
+        except Exception as e:
+            answer = e
+        await self._answer(send, _ROUTE_TOP, started, answer)
         return True
 
-    async def _rank(self, scope: Any, board: str, player: str, send: Any) -> bool:
-        q = dict(parse_qsl(scope["query_string"].decode("latin-1")))
-        scope["route"] = _ROUTE_RANK
-        await self._answer(send, self.store.player(board, player, q.get("period", "all")))
-        return True
+    async def _rank(self, scope: Any, board: str, player: str, send: Any) -> None:
+        started = time.perf_counter()
+        raw = scope["query_string"]
+        period = dict(parse_qsl(raw.decode("latin-1"))).get("period", "all") if raw else "all"
+        answer: dict[str, Any] | Exception
+        try:
+            answer = await self.store.player(board, player, period)
+        except Exception as e:
+            answer = e
+        await self._answer(send, _ROUTE_RANK, started, answer)
 
     async def _submit(self, scope: Any, board: str, receive: Any, send: Any) -> Any:
         """None when answered here, else a `receive` that replays the body for the app."""
-        headers = dict(scope["headers"])
-        body = b""
-        more = True
-        while more:
+        started = time.perf_counter()
+        message = await receive()
+        body = message.get("body", b"")
+        while message.get("more_body", False):
             message = await receive()
             body += message.get("body", b"")
-            more = message.get("more_body", False)
-        replayed = False
-
-        async def replay() -> Any:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        if not headers.get(b"content-type", b"").startswith(b"application/json"):
-            return replay
+        content_type = key = auth = None
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"x-api-key":
+                key = value.decode("latin-1")
+            elif name == b"authorization":
+                auth = value.decode("latin-1")
+        if content_type is None or not content_type.startswith(b"application/json"):
+            return _Replay(body, receive)
         try:
             parsed = _SUBMIT.validate_json(body)
         except ValidationError:
-            return replay
-        scope["route"] = _ROUTE_SUBMIT
-
-        async def submit() -> dict[str, Any]:
-            key = headers.get(b"x-api-key")
-            auth = headers.get(b"authorization")
-            check_key(self.api_key, key.decode("latin-1") if key else None,
-                      auth.decode("latin-1") if auth else None)
+            return _Replay(body, receive)
+        answer: dict[str, Any] | Exception
+        try:
+            check_key(self.api_key, key, auth)
             scores = parsed.scores if isinstance(parsed, ScoreBatch) else [parsed]
             results = await self.store.submit(board, [s.model_dump() for s in scores])
-            return {"board": board, "results": results}
-
-        await self._answer(send, submit())
+            answer = {"board": board, "results": results}
+        except Exception as e:
+            answer = e
+        await self._answer(send, _ROUTE_SUBMIT, started, answer)
         return None
 
-    async def _answer(self, send: Any, work: Awaitable[dict[str, Any]]) -> None:
-        try:
-            status, body = 200, _json_body(await work)
-        except BoardError as e:
-            log.info("%d %s: %s", e.status, e.code, e.message)
-            status, body = e.status, bytes(_error(e.status, e.code, e.message).body)
+    async def _answer(self, send: Any, route: str, started: float,
+                      answer: dict[str, Any] | Exception) -> None:
+        if isinstance(answer, Exception):
+            try:
+                status, body = _failure(answer)
+            except Exception:
+                self.tally.add(route, 500, time.perf_counter() - started)
+                raise
+        else:
+            status, body = 200, _json_body(answer)
         await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            _JSON_TYPE, (b"content-length", b"%d" % len(body))]})
         await send({"type": "http.response.body", "body": body})
+        self.tally.add(route, status, time.perf_counter() - started)
 
 
-def create_app(store: Store, api_key: str | None) -> Any:
-    """The leaderboard as an ASGI app: metrics around the hot paths around FastAPI."""
+def _failure(e: Exception) -> tuple[int, bytes]:
+    """Status and body for an error a hot path caught: a `BoardError`, or Redis failing
+    (503); anything else is a bug and goes on to the server as the framework's would."""
+    if isinstance(e, BoardError):
+        log.info("%d %s: %s", e.status, e.code, e.message)
+        return e.status, bytes(_error(e.status, e.code, e.message).body)
+    if isinstance(e, RedisConnectionError | RedisTimeoutError):
+        log.warning("503 redis_unavailable: %s", e)
+        return 503, bytes(_error(503, "redis_unavailable", _UNAVAILABLE).body)
+    raise e
+
+
+_UNAVAILABLE = "the leaderboard's Redis is not answering; try again later"
+
+
+def create_app(store: Store, api_key: str | None, cors_origins: Sequence[str] = ()) -> Any:
+    """The leaderboard as an ASGI app: the hot paths in front of FastAPI (with metrics)."""
     app = FastAPI(title="Stadium leaderboard", version=__version__,
                   description="Boards on Redis sorted sets. Reads are public; writes and "
                   "board settings need the server API key.")
     registry = CollectorRegistry()
-    requests = Counter("stadium_leaderboard_requests", "HTTP requests", ["route", "status"],
-                       registry=registry)
-    latency = Histogram("stadium_leaderboard_request_seconds", "Request time", ["route"],
-                        registry=registry,
-                        buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .5, 1))
+    tally = _Tally()
+    registry.register(tally)
     if api_key is None:
         log.warning("no --api-key: anyone may submit scores and change boards")
 
@@ -233,6 +307,12 @@ def create_app(store: Store, api_key: str | None) -> Any:
     async def board_error(_: Request, e: BoardError) -> JSONResponse:
         log.info("%d %s: %s", e.status, e.code, e.message)
         return _error(e.status, e.code, e.message)
+
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def redis_down(_: Request, e: Exception) -> JSONResponse:
+        log.warning("503 redis_unavailable: %s", e)
+        return _error(503, "redis_unavailable", _UNAVAILABLE)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
@@ -304,4 +384,4 @@ def create_app(store: Store, api_key: str | None) -> Any:
             raise BoardError(404, "unknown_player", f"{player!r} has no score on {board}")
         return JSONResponse({"board": board, "player": player, "removed_from_periods": removed})
 
-    return _Measure(_HotPaths(app, store, api_key), requests, latency)
+    return add_cors(_HotPaths(_Measure(app, tally), store, api_key, tally), cors_origins)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stadium.config import ConfigError, setting
+from stadium.http import check_origins
 
 
 @dataclass
@@ -17,9 +18,18 @@ class LeaderboardConfig:
     api_key: str | None = setting(
         None, "server key for writes and board settings (X-API-Key or Authorization: Bearer); "
         "without it writes are open")
+    cors_origins: list[str] = setting(
+        [], "browser origins (scheme://host:port, repeatable or comma-separated; * for any) "
+        "whose pages may call this API; empty sends no CORS headers")
+    redis_timeout: float = setting(
+        5.0, "seconds Redis may take to answer before the connection is dropped and the "
+        "requests waiting on it fail (503)")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0-65535, not {self.port}")
+        if not self.redis_timeout > 0:
+            raise ConfigError(f"redis_timeout must be above 0, not {self.redis_timeout}")
+        check_origins(self.cors_origins)
         if self.api_key == "":
             self.api_key = None

@@ -52,6 +52,22 @@ def period_end(pid: str, reset_time: str = "00:00") -> float:
     return (end + off).timestamp()
 
 
+_CURRENT: dict[tuple[str, str, int], tuple[str, float]] = {}
+
+
+def current(kind: str, at: float, reset_time: str = "00:00") -> tuple[str, float]:
+    """`(period_id, period_end)` of the `kind` period that contains `at`, remembered per
+    minute: resets fall on whole minutes, so one UTC minute lies in one period."""
+    key = (kind, reset_time, int(at // 60))
+    found = _CURRENT.get(key)
+    if found is None:
+        if len(_CURRENT) > 4096:
+            _CURRENT.clear()
+        pid = period_id(kind, at, reset_time)
+        found = _CURRENT[key] = (pid, period_end(pid, reset_time))
+    return found
+
+
 def valid_id(pid: str) -> bool:
     return bool(_ID.fullmatch(pid))
 
@@ -63,7 +79,7 @@ def resolve(period: str, kinds: list[str], at: float, reset_time: str) -> str:
     if period in KINDS:
         if period not in kinds:
             raise LookupError(f"this board does not keep {period} periods")
-        return period_id(period, at, reset_time)
+        return current(period, at, reset_time)[0]
     if valid_id(period) and _kind_of(period) in kinds:
         return period
     raise LookupError(f"unknown period {period!r}: use all, {', '.join(kinds) or '(none kept)'}, "

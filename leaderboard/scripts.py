@@ -47,15 +47,18 @@ local tb = now
 if desc then tb = 9999999999999 - now end
 local prefix = string.format('%013d', tb)
 local plan = {}
+local final = {}  -- per entry and period: {member, score as Redis gives it}
 local changed_all = {}
 for e = first, #ARGV, 3 do
   local player, score = ARGV[e], tonumber(ARGV[e + 1])
+  local mine = {}
   for p = 1, np do
     local z, idx = KEYS[1 + 2 * p], KEYS[2 + 2 * p]
     local old = redis.call('HGET', idx, player)
-    local new, write = score, true
+    local new, write, raw = score, true, nil
     if old then
-      local prev = tonumber(redis.call('ZSCORE', z, old))
+      raw = redis.call('ZSCORE', z, old)
+      local prev = tonumber(raw)
       if op == 'incr' then
         new = prev + score
       elseif op == 'best' and ((desc and score <= prev) or (not desc and score >= prev)) then
@@ -67,14 +70,19 @@ for e = first, #ARGV, 3 do
       return redis.error_reply('RANGE ' .. player)
     end
     if write then
-      plan[#plan + 1] = {z, idx, player, old, new}
+      local text = string.format('%.17g', new)
+      plan[#plan + 1] = {z, idx, player, old, text}
+      mine[p] = {prefix .. player, text}
       if p == 1 then changed_all[player] = true end
+    else
+      mine[p] = {old, raw}
     end
   end
+  final[#final + 1] = mine
 end
 for _, s in ipairs(plan) do
   if s[4] then redis.call('ZREM', s[1], s[4]) end
-  redis.call('ZADD', s[1], string.format('%.17g', s[5]), prefix .. s[3])
+  redis.call('ZADD', s[1], s[5], prefix .. s[3])
   redis.call('HSET', s[2], s[3], prefix .. s[3])
 end
 for p = 1, np do
@@ -86,16 +94,14 @@ for p = 1, np do
   end
 end
 local out = {}
-for e = first, #ARGV, 3 do
-  local player = ARGV[e]
-  if ARGV[e + 2] ~= '' and changed_all[player] then
-    redis.call('HSET', KEYS[1], player, ARGV[e + 2])
+for i, e in ipairs(final) do
+  local a = first + 3 * (i - 1)
+  if ARGV[a + 2] ~= '' and changed_all[ARGV[a]] then
+    redis.call('HSET', KEYS[1], ARGV[a], ARGV[a + 2])
   end
   for p = 1, np do
-    local z, idx = KEYS[1 + 2 * p], KEYS[2 + 2 * p]
-    local m = redis.call('HGET', idx, player)
-    out[#out + 1] = redis.call('ZSCORE', z, m)
-    out[#out + 1] = rank(z, m) + 1
+    out[#out + 1] = e[p][2]
+    out[#out + 1] = rank(KEYS[1 + 2 * p], e[p][1]) + 1
   end
 end
 return out

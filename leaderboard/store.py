@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import math
@@ -105,19 +106,29 @@ def _parse_cursor(cursor: str) -> tuple[str, str]:
 class Store:
     """The leaderboard's Redis-facing functions, named after what they store."""
 
-    def __init__(self, redis: aioredis.Redis | Any, settings_ttl: float = 1.0) -> None:
+    def __init__(self, redis: aioredis.Redis | Any, settings_ttl: float = 1.0,
+                 redis_timeout: float = 5.0, direct: bool = True) -> None:
+        """`direct=False` sends script calls through redis-py pipelines rather than the
+        batcher's own connection (see `leaderboard/batch.py`)."""
         self.redis = redis
         # Board settings are read on every request and change rarely: another process's
         # change is seen within `settings_ttl` seconds.
         self.settings_ttl = settings_ttl
         self._settings: dict[str, tuple[float, Board]] = {}
+        self._loading: dict[str, asyncio.Task[Board | None]] = {}
         self._submit = redis.register_script(scripts.SUBMIT)
         self._page = redis.register_script(scripts.PAGE)
         self._around = redis.register_script(scripts.AROUND)
         self._ranks = redis.register_script(scripts.RANKS)
         self._remove = redis.register_script(scripts.REMOVE)
         # A cluster client routes each call by its keys; a single server takes batches.
-        self._batcher = None if isinstance(redis, RedisCluster) else ScriptBatcher(redis)
+        self._batcher = None if isinstance(redis, RedisCluster) else \
+            ScriptBatcher(redis, redis_timeout, direct)
+
+    async def aclose(self) -> None:
+        """Close the script connection (the redis client stays open: it is the caller's)."""
+        if self._batcher is not None:
+            await self._batcher.aclose()
 
     async def _eval(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
         if self._batcher is None:
@@ -151,7 +162,12 @@ class Store:
         now = time.monotonic()
         if cached is not None and cached[0] > now:
             return cached[1]
-        board = await self.get_board(name)
+        # One read per board however many requests find the settings stale at once.
+        loading = self._loading.get(name)
+        if loading is None:
+            loading = self._loading[name] = asyncio.ensure_future(self.get_board(name))
+            loading.add_done_callback(lambda _: self._loading.pop(name, None))
+        board = await asyncio.shield(loading)
         assert board is not None
         if len(self._settings) > 10000:
             self._settings.clear()
@@ -184,23 +200,21 @@ class Store:
                 raise BoardError(422, "bad_score", f"score of {player!r} must be a finite number "
                                  f"within ±{SCORE_LIMIT}")
             meta = e.get("metadata")
-            meta_text = "" if meta is None else json.dumps(meta, separators=(",", ":"))
+            meta_text = "" if meta is None else _META_JSON.encode(meta)
             if len(meta_text.encode()) > board.metadata_max_bytes:
                 raise BoardError(422, "metadata_too_large", f"metadata of {player!r} is over "
                                  f"{board.metadata_max_bytes} bytes")
             argv_entries += [player, repr(float(score)), meta_text]
         now = time.time() if at is None else at
-        pids = ["all"] + [periods.period_id(k, now, board.reset_time) for k in board.periods]
-        key_list = [keys.metadata(name), keys.periods(name)]
-        argv: list[Any] = [board.order, board.operator, int(now * 1000), len(pids), SCORE_LIMIT]
-        for kind, pid in zip(["all", *board.periods], pids, strict=True):
+        key_list = [keys.metadata(name), keys.periods(name), keys.entries(name, "all"),
+                    keys.index(name, "all")]
+        argv: list[Any] = [board.order, board.operator, int(now * 1000),
+                           1 + len(board.periods), SCORE_LIMIT, "all", 0]
+        for kind in board.periods:
+            pid, end = periods.current(kind, now, board.reset_time)
             key_list += [keys.entries(name, pid), keys.index(name, pid)]
             # A period's entries are kept for one more period after it ends.
-            if pid == "all":
-                argv += [pid, 0]
-            else:
-                end = periods.period_end(pid, board.reset_time)
-                argv += [pid, int(end + _LENGTH[kind])]
+            argv += [pid, int(end + _LENGTH[kind])]
         try:
             raw = await self._eval(self._submit, key_list, argv + argv_entries)
         except ResponseError as err:
@@ -211,11 +225,12 @@ class Store:
             raise
         out = []
         names = ["all", *board.periods]
+        width = 2 * len(names)
         for i, e in enumerate(entries):
-            row = raw[2 * len(pids) * i: 2 * len(pids) * (i + 1)]
+            row = raw[width * i: width * (i + 1)]
             out.append({"player": e["player"], "periods": {
                 names[p]: {"score": _number(row[2 * p]), "rank": int(row[2 * p + 1])}
-                for p in range(len(pids))}})
+                for p in range(len(names))}})
         return out
 
     async def page(self, name: str, period: str = "all", limit: int = 10,
@@ -287,4 +302,5 @@ def _entries(raw: list[Any]) -> list[dict[str, Any]]:
             for i, (m, s, meta) in enumerate(zip(flat[0::2], flat[1::2], metas, strict=True))]
 
 
+_META_JSON = json.JSONEncoder(separators=(",", ":"))
 _LENGTH = {"daily": 86400, "weekly": 7 * 86400, "monthly": 31 * 86400}

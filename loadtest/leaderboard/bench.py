@@ -1,19 +1,18 @@
 """Leaderboard throughput and latency at 64 concurrent clients, on a board of `--players`.
 
-Starts an embedded Redis and `stadium leaderboard` (each pinned to its own core when there
-are two), seeds the board through the API, then for each operation runs `--seconds` of
-load from an aiohttp client with `--concurrency` workers: through the service, and the
-same operation straight to Redis with redis-py (the service's own Lua scripts, no HTTP),
-so the service's overhead is a ratio. `cpu_us_per_op` is the CPU time per operation of the
-process that served it (the service, or for redis-py the client process), and
-`ops_per_core_s` what that process could serve with a core to itself. Prints a table,
-writes JSON to loadtest/results/.
+Starts an embedded Redis and `stadium leaderboard`, seeds the board through the API, then
+for each placement of the processes on cores (`--pin`) and each operation runs `--seconds`
+of load with `--concurrency` workers: through the service over HTTP, through the service's
+`Store` in this process (its own Redis connection, no HTTP), and through the same `Store`
+on redis-py pipelines, so the service's overhead is a ratio. Prints a table, writes JSON to
+loadtest/results/.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -28,11 +27,15 @@ import aiohttp
 import redis.asyncio as aioredis
 import uvloop
 
-from leaderboard.store import Board, Store
+from leaderboard.store import Store
+from loadtest.leaderboard.httpclient import HTTPConnection, get, post
 from loadtest.processes import ROOT, start_service
 from stadium.redis_server import EmbeddedRedis
 
 KEY = "bench-key"
+BOARD = "bench"
+# pinned: the service alone on core 0; Redis and this process (load client) on core 1.
+PLACEMENTS = ("pinned", "unpinned")
 
 
 def _cpu(pid: int) -> float:
@@ -40,12 +43,26 @@ def _cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _pin(pid: int, cpu: int) -> None:
-    if (os.cpu_count() or 1) > 1:
-        os.sched_setaffinity(pid, {cpu})
+def _place(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` on `cpus`, as `taskset -a -p` does."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+            os.sched_setaffinity(int(task), cpus)
 
 
-async def _load(op: Callable[[int], Awaitable[None]], seconds: float,
+def _arrange(placement: str, service: int, redis: int) -> str:
+    every = set(range(os.cpu_count() or 1))
+    if placement == "pinned" and len(every) > 1:
+        _place(service, {0})
+        _place(redis, {1})
+        _place(os.getpid(), {1})
+        return "service: core 0; redis + load client: core 1"
+    for pid in (service, redis, os.getpid()):
+        _place(pid, every)
+    return f"every process on any of {len(every)} cores"
+
+
+async def _load(op: Callable[[int, int], Awaitable[None]], seconds: float,
                 concurrency: int) -> tuple[int, list[float]]:
     latencies: list[float] = []
     end = time.perf_counter() + seconds
@@ -54,7 +71,7 @@ async def _load(op: Callable[[int], Awaitable[None]], seconds: float,
         i = w
         while time.perf_counter() < end:
             t = time.perf_counter()
-            await op(i)
+            await op(w, i)
             latencies.append(time.perf_counter() - t)
             i += concurrency
 
@@ -62,7 +79,7 @@ async def _load(op: Callable[[int], Awaitable[None]], seconds: float,
     return len(latencies), latencies
 
 
-def _row(target: str, op: str, n: int, lat: list[float], seconds: float,
+def _row(placement: str, target: str, op: str, n: int, lat: list[float], seconds: float,
          cpu: dict[str, float]) -> dict[str, Any]:
     lat.sort()
 
@@ -73,82 +90,125 @@ def _row(target: str, op: str, n: int, lat: list[float], seconds: float,
     # not ops/s, tells how far one process could go with a core to itself.
     server_cpu = cpu["service"] if target == "service" else cpu["client"]
     us_per_op = server_cpu / max(n, 1) * 1e6
-    return {"target": target, "op": op, "ops_per_s": round(n / seconds), "p50_ms": pct(0.5),
-            "p99_ms": pct(0.99), **{f"{k}_cpu_pct": round(v / seconds * 100) for k, v in
-                                    cpu.items()},
-            "cpu_us_per_op": round(us_per_op), "ops_per_core_s": round(1e6 / max(us_per_op, 1))}
+    return {"placement": placement, "target": target, "op": op,
+            "ops_per_s": round(n / seconds), "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+            **{f"{k}_cpu_pct": round(v / seconds * 100) for k, v in cpu.items()},
+            "cpu_us_per_op": round(us_per_op, 1),
+            "redis_us_per_op": round(cpu["redis"] / max(n, 1) * 1e6, 1),
+            "ops_per_core_s": round(1e6 / max(us_per_op, 1))}
 
 
-async def run(players: int, seconds: float, concurrency: int) -> list[dict[str, Any]]:
+async def run(players: int, seconds: float, concurrency: int, placements: list[str],
+              client: str) -> list[dict[str, Any]]:
     rows = []
     with EmbeddedRedis() as redis_server:
         assert redis_server.proc is not None
-        _pin(redis_server.proc.pid, 1)
         service = start_service("leaderboard", "--redis-url", redis_server.url,
                                 "--api-key", KEY)
-        _pin(service.proc.pid, 0)
+        pids = {"service": service.proc.pid, "redis": redis_server.proc.pid}
+        conns: list[HTTPConnection] = []
         try:
-            url = service.url
+            conns = [await HTTPConnection.open(service.host, service.port)
+                     for _ in range(concurrency)]
             names = [f"player{i:07d}" for i in range(players)]
             rng = random.Random(1)
-            conn = aiohttp.TCPConnector(limit=concurrency)
-            async with aiohttp.ClientSession(url, connector=conn,
-                                             headers={"X-API-Key": KEY}) as http:
-                await http.put("/boards/bench", json={"periods": ["daily", "weekly"]})
-                started = time.perf_counter()
-                sem = asyncio.Semaphore(8)
+            auth = {"X-API-Key": KEY}
+            status, body = await conns[0].request(post(f"/boards/{BOARD}", {
+                "periods": ["daily", "weekly"]}, auth).replace(b"POST", b"PUT", 1))
+            assert status in (200, 201), body
+            started = time.perf_counter()
 
-                async def seed(i: int) -> None:
-                    async with sem:
-                        batch = [{"player": p, "score": rng.randrange(1_000_000)}
-                                 for p in names[i:i + 1000]]
-                        async with http.post("/boards/bench/scores",
-                                             json={"scores": batch}) as r:
-                            assert r.status == 200, await r.text()
+            async def seed(c: int) -> None:
+                for i in range(c * 1000, players, 8 * 1000):
+                    batch = [{"player": p, "score": rng.randrange(1_000_000)}
+                             for p in names[i:i + 1000]]
+                    status, body = await conns[c].request(
+                        post(f"/boards/{BOARD}/scores", {"scores": batch}, auth))
+                    assert status == 200, body
 
-                await asyncio.gather(*(seed(i) for i in range(0, players, 1000)))
-                print(f"seeded {players} players in {time.perf_counter() - started:.1f}s",
-                      file=sys.stderr, flush=True)
+            await asyncio.gather(*(seed(c) for c in range(8)))
+            print(f"seeded {players} players in {time.perf_counter() - started:.1f}s",
+                  file=sys.stderr, flush=True)
 
-                async def submit(i: int) -> None:
-                    async with http.post("/boards/bench/scores", json={
-                            "player": names[(i * 7919) % players],
-                            "score": rng.randrange(1_000_000)}) as r:
-                        assert r.status == 200
-                        await r.read()
+            submit_head = (f"POST /boards/{BOARD}/scores HTTP/1.1\r\nHost: bench\r\n"
+                           f"Content-Type: application/json\r\nX-API-Key: {KEY}\r\n")
 
-                async def rank(i: int) -> None:
-                    async with http.get(f"/boards/bench/players/"
-                                        f"{names[(i * 104729) % players]}") as r:
-                        assert r.status == 200
-                        await r.read()
+            async def submit(w: int, i: int) -> None:
+                data = b'{"player":"%s","score":%d}' % (
+                    names[(i * 7919) % players].encode(), rng.randrange(1_000_000))
+                status, body = await conns[w].request(
+                    b"%sContent-Length: %d\r\n\r\n%s" % (submit_head.encode(), len(data), data))
+                assert status == 200, body
 
-                red = aioredis.from_url(redis_server.url,
-                                        max_connections=concurrency)
-                store = Store(red)
-                await store.put_board("bench-direct", Board(periods=["daily", "weekly"]))
+            async def rank(w: int, i: int) -> None:
+                status, body = await conns[w].request(
+                    get(f"/boards/{BOARD}/players/{names[(i * 104729) % players]}"))
+                assert status == 200, body
 
-                async def direct_submit(i: int) -> None:
-                    await store.submit("bench-direct", [{"player": names[(i * 7919) % players],
-                                                         "score": rng.randrange(1_000_000)}])
+            session = aiohttp.ClientSession(
+                service.url, headers=auth, connector=aiohttp.TCPConnector(limit=concurrency))
 
-                async def direct_rank(i: int) -> None:
-                    await store.player("bench", names[(i * 104729) % players])
+            async def aiohttp_submit(w: int, i: int) -> None:
+                async with session.post(f"/boards/{BOARD}/scores", json={
+                        "player": names[(i * 7919) % players],
+                        "score": rng.randrange(1_000_000)}) as r:
+                    assert r.status == 200
+                    await r.read()
 
-                for target, op, fn in (("service", "submit", submit), ("service", "rank", rank),
-                                       ("redis-py", "submit", direct_submit),
-                                       ("redis-py", "rank", direct_rank)):
-                    before = {"service": _cpu(service.proc.pid),
-                              "redis": _cpu(redis_server.proc.pid),
+            async def aiohttp_rank(w: int, i: int) -> None:
+                async with session.get(f"/boards/{BOARD}/players/"
+                                       f"{names[(i * 104729) % players]}") as r:
+                    assert r.status == 200
+                    await r.read()
+
+            red = aioredis.from_url(redis_server.url, max_connections=concurrency)
+            stores = {"store": Store(red), "redis-py": Store(red, direct=False)}
+
+            def direct(store: Store) -> tuple[Callable[[int, int], Awaitable[None]],
+                                              Callable[[int, int], Awaitable[None]]]:
+                async def submit(w: int, i: int) -> None:
+                    await store.submit(BOARD, [{"player": names[(i * 7919) % players],
+                                                "score": rng.randrange(1_000_000)}])
+
+                async def rank(w: int, i: int) -> None:
+                    await store.player(BOARD, names[(i * 104729) % players])
+
+                return submit, rank
+
+            ops: list[tuple[str, str, Callable[[int, int], Awaitable[None]]]] = [
+                ("service", "submit", submit if client == "raw" else aiohttp_submit),
+                ("service", "rank", rank if client == "raw" else aiohttp_rank)]
+            for name, store in stores.items():
+                s, r = direct(store)
+                ops += [(name, "submit", s), (name, "rank", r)]
+            # Untimed: the first seconds after seeding run slower on every target.
+            await _load(ops[0][2], 2.0, concurrency)
+            for placement in placements:
+                where = _arrange(placement, pids["service"], pids["redis"])
+                print(f"{placement}: {where}", file=sys.stderr, flush=True)
+                for target, op, fn in ops:
+                    if target == "service" and client == "raw":
+                        # The service closes connections idle for 5 s (uvicorn's keep-alive
+                        # timeout), as between rows: each row starts on fresh ones.
+                        for conn in conns:
+                            conn.close()
+                        conns[:] = [await HTTPConnection.open(service.host, service.port)
+                                    for _ in range(concurrency)]
+                    before = {"service": _cpu(pids["service"]), "redis": _cpu(pids["redis"]),
                               "client": time.process_time()}
                     n, lat = await _load(fn, seconds, concurrency)
-                    cpu = {"service": _cpu(service.proc.pid) - before["service"],
-                           "redis": _cpu(redis_server.proc.pid) - before["redis"],
+                    cpu = {"service": _cpu(pids["service"]) - before["service"],
+                           "redis": _cpu(pids["redis"]) - before["redis"],
                            "client": time.process_time() - before["client"]}
-                    rows.append(_row(target, op, n, lat, seconds, cpu))
+                    rows.append(_row(placement, target, op, n, lat, seconds, cpu))
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-                await red.aclose()
+            await session.close()
+            for store in stores.values():
+                await store.aclose()
+            await red.aclose()
         finally:
+            for conn in conns:
+                conn.close()
             service.stop()
     return rows
 
@@ -158,22 +218,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--players", type=int, default=1_000_000)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--pin", choices=[*PLACEMENTS, "both"], default="both",
+                    help="pinned: service alone on core 0, Redis and the load client on "
+                    "core 1; unpinned: the scheduler decides; both: one after the other")
+    ap.add_argument("--client", choices=["raw", "aiohttp"], default="raw",
+                    help="HTTP load client: the lean one in httpclient.py, or aiohttp")
     args = ap.parse_args(argv)
-    rows = uvloop.run(run(args.players, args.seconds, args.concurrency))
+    placements = list(PLACEMENTS) if args.pin == "both" else [args.pin]
+    rows = uvloop.run(run(args.players, args.seconds, args.concurrency, placements,
+                          args.client))
     cols = list(rows[0])
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
-    print(f"board of {args.players} players, {args.concurrency} concurrent clients")
+    print(f"board of {args.players} players, {args.concurrency} concurrent clients, "
+          f"{args.client} HTTP client")
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
     for r in rows:
         print("  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths, strict=True)))
-    for op in ("submit", "rank"):
-        s = next(r for r in rows if r["target"] == "service" and r["op"] == op)
-        d = next(r for r in rows if r["target"] == "redis-py" and r["op"] == op)
-        print(f"{op}: service / redis-py throughput = {s['ops_per_s'] / d['ops_per_s']:.2f}")
+    for placement in placements:
+        for op in ("submit", "rank"):
+            got = {r["target"]: r for r in rows
+                   if r["placement"] == placement and r["op"] == op}
+            s, d = got["service"], got["redis-py"]
+            print(f"{placement} {op}: service / redis-py throughput = "
+                  f"{s['ops_per_s'] / max(d['ops_per_s'], 1):.2f}; service per-core ceiling "
+                  f"{s['ops_per_core_s']}/s ({s['cpu_us_per_op']} µs of service CPU per op)")
     out = ROOT / "loadtest" / "results" / f"leaderboard-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
                                "players": args.players, "concurrency": args.concurrency,
-                               "rows": rows}, indent=1))
+                               "client": args.client, "rows": rows}, indent=1))
     print(f"wrote {out.relative_to(ROOT)}")
     return 0

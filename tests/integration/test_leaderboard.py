@@ -130,6 +130,49 @@ async def test_openapi_health_metrics(http: httpx.AsyncClient) -> None:
     assert "stadium_leaderboard_requests_total" in text
 
 
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text (0 when absent), labels in any order."""
+    for line in text.splitlines():
+        head, _, value = line.rpartition(" ")
+        metric, _, rest = head.partition("{")
+        found = dict(pair.split("=", 1) for pair in rest.rstrip("}").split(",") if pair)
+        if metric == name and found == {k: f'"{v}"' for k, v in labels.items()}:
+            return float(value)
+    return 0.0
+
+
+async def test_metrics_count_every_request_by_route_and_status(http: httpx.AsyncClient) -> None:
+    rank, submit = "/boards/{board}/players/{player}", "/boards/{board}/scores"
+    before = (await http.get("/metrics")).text
+    await http.put("/boards/counted", json={}, headers=AUTH)
+    for i in range(3):
+        r = await http.post("/boards/counted/scores", json={"player": f"c{i}", "score": i},
+                            headers=AUTH)
+        assert r.status_code == 200
+    assert (await http.get("/boards/counted/players/c1")).status_code == 200
+    assert (await http.get("/boards/counted/players/ghost")).status_code == 404
+    assert (await http.post("/boards/counted/scores", json={"player": "x", "score": "1"},
+                            headers=AUTH)).status_code == 422  # served by the framework
+    after = (await http.get("/metrics")).text
+    total = "stadium_leaderboard_requests_total"
+
+    def grew(text: str, route: str, status: str) -> float:
+        return _sample(text, total, route=route, status=status) - \
+            _sample(before, total, route=route, status=status)
+
+    assert grew(after, submit, "200") == 3
+    assert grew(after, submit, "422") == 1
+    assert grew(after, rank, "200") == 1
+    assert grew(after, rank, "404") == 1
+    assert grew(after, "/boards/{board}", "201") + grew(after, "/boards/{board}", "200") == 1
+    count = "stadium_leaderboard_request_seconds_count"
+    inf = "stadium_leaderboard_request_seconds_bucket"
+    assert _sample(after, count, route=rank) - _sample(before, count, route=rank) == 2
+    assert _sample(after, inf, route=rank, le="+Inf") == _sample(after, count, route=rank)
+    assert _sample(after, inf, route=submit, le="0.0005") <= \
+        _sample(after, inf, route=submit, le="1.0") <= _sample(after, count, route=submit)
+
+
 class Reference:
     """What a desc `best` board must answer, computed in Python."""
 
@@ -255,8 +298,9 @@ async def test_hot_paths_answer_exactly_as_the_fastapi_routes(redis_url: str) ->
     from leaderboard.store import Store
 
     redis = await connect(redis_url)
-    app = create_app(Store(redis), KEY)
-    framework = app.app.app  # metrics -> hot paths -> FastAPI
+    store = Store(redis)
+    app = create_app(store, KEY)
+    framework = app.app.app  # hot paths -> metrics -> FastAPI
     requests: list[tuple[str, str, dict[str, Any]]] = [
         ("PUT", "/boards/{b}", {"json": {"periods": ["weekly"]}, "headers": AUTH}),
         ("POST", "/boards/{b}/scores", {"json": {"scores": [
@@ -292,6 +336,7 @@ async def test_hot_paths_answer_exactly_as_the_fastapi_routes(redis_url: str) ->
                     body["next_cursor"] = bool(body["next_cursor"])
                 got.append((r.status_code, json.dumps(body, sort_keys=True).replace(board, "B")))
             answers.append(got)
+    await store.aclose()
     await redis.aclose()
     for req, hot, slow in zip(requests, answers[0], answers[1], strict=True):
         assert hot == slow, req

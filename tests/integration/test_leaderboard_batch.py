@@ -1,23 +1,36 @@
-"""Script calls batched per loop pass: each runs exactly once, even when Redis forgets scripts."""
+"""Script calls batched per loop pass, over the store's own connection and over redis-py:
+each runs exactly once, even when Redis forgets scripts, and Redis failing is an error
+for the callers, not a hang or a crash."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from leaderboard import scripts
 from leaderboard.service import connect
 from leaderboard.store import Board, Store
+from loadtest.processes import start_service
 from stadium.redis_server import EmbeddedRedis
 
 
-@pytest.fixture
-async def store() -> AsyncIterator[Store]:
+@pytest.fixture(params=["own connection", "redis-py pipelines"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     with EmbeddedRedis() as server:
         redis = await connect(server.url)
-        yield Store(redis)
+        store = Store(redis, direct=request.param == "own connection")
+        assert store._batcher is not None and store._batcher.direct == (
+            request.param == "own connection")
+        yield store
+        await store.aclose()
         await redis.aclose()
 
 
@@ -45,3 +58,81 @@ async def test_an_error_reaches_only_its_caller(store: Store) -> None:
         return_exceptions=True)
     assert getattr(results[0], "code", None) == "score_out_of_range"
     assert isinstance(results[1], list) and results[1][0]["periods"]["all"]["score"] == 5
+
+
+async def test_own_connection_logs_in_and_selects_the_database() -> None:
+    with EmbeddedRedis() as server:
+        server.command("CONFIG", "SET", "requirepass", "s3cret")
+        url = f"redis://:s3cret@{server.host}:{server.port}/3"
+        redis = aioredis.from_url(url)
+        store = Store(redis)
+        assert store._batcher is not None and store._batcher.direct
+        await store.put_board("auth", Board())
+        result = await store.submit("auth", [{"player": "ann", "score": 7}])
+        assert result[0]["periods"]["all"] == {"score": 7, "rank": 1}
+        await store.aclose()
+        await redis.aclose()
+        other = aioredis.from_url(f"redis://:s3cret@{server.host}:{server.port}/0")
+        assert await other.zcard("lb:{auth}:z:all") == 0  # written to database 3, not 0
+        await other.execute_command("SELECT", 3)
+        assert await other.zcard("lb:{auth}:z:all") == 1
+        await other.aclose()
+
+
+async def test_a_silent_redis_times_out_and_the_link_recovers() -> None:
+    with EmbeddedRedis() as server:
+        assert server.pid is not None
+        redis = aioredis.from_url(server.url)
+        store = Store(redis, redis_timeout=0.5)
+        await store.put_board("quiet", Board())
+        await store.submit("quiet", [{"player": "ann", "score": 1}])
+        os.kill(server.pid, signal.SIGSTOP)  # alive, connected, and answering nothing
+        try:
+            with pytest.raises(RedisTimeoutError):
+                await asyncio.wait_for(store.player("quiet", "ann"), 5)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        assert (await store.player("quiet", "ann"))["score"] == 1  # a new connection
+        await store.aclose()
+        with pytest.raises(RedisConnectionError):
+            await store.player("quiet", "ann")
+        await redis.aclose()
+
+
+async def test_service_answers_503_while_redis_is_down_and_recovers() -> None:
+    server = EmbeddedRedis().start()
+    port = server.port
+    proc = start_service("leaderboard", "--redis-url", server.url)
+    try:
+        async with httpx.AsyncClient(base_url=proc.url, timeout=10) as http:
+            await http.put("/boards/down", json={})
+            r = await http.post("/boards/down/scores", json={"player": "ann", "score": 3})
+            assert r.status_code == 200, r.text
+            server.stop()
+            for method, url, body in (("GET", "/boards/down/players/ann", None),
+                                      ("POST", "/boards/down/scores",
+                                       {"player": "ann", "score": 4}),
+                                      ("GET", "/boards/down/players/ann/around", None)):
+                r = await http.request(method, url, json=body)
+                assert r.status_code == 503, (url, r.text)
+                assert r.json()["error"]["code"] == "redis_unavailable"
+            assert (await http.get("/healthz")).status_code == 503
+            server = EmbeddedRedis(port=port).start()  # empty: the board is created again
+            # redis-py's pool may hand out a connection the old server closed: that request
+            # fails, the next one connects again.
+            for _ in range(5):
+                if (await http.get("/healthz")).status_code == 200:
+                    break
+            else:
+                raise AssertionError(f"no recovery:\n{proc.log()}")
+            await asyncio.sleep(1.1)  # past the settings cache
+            r = await http.put("/boards/down", json={})
+            assert r.status_code == 201, proc.log()
+            r = await http.post("/boards/down/scores", json={"player": "ann", "score": 5})
+            assert r.status_code == 200, r.text
+            r = await http.get("/boards/down/players/ann")
+            assert (r.status_code, r.json()["score"]) == (200, 5)
+        assert "503 redis_unavailable" in proc.log()
+    finally:
+        proc.stop()
+        server.stop()
