@@ -7,27 +7,14 @@ import gc
 import logging
 from typing import Any
 
-import redis.asyncio as aioredis
 import uvicorn
-from redis.asyncio.cluster import RedisCluster
 
 from leaderboard.api import create_app
 from leaderboard.config import LeaderboardConfig
 from leaderboard.store import Store
+from stadium.redis_client import connect
 
 log = logging.getLogger("stadium.leaderboard")
-
-
-async def connect(url: str) -> Any:
-    """A client for `url`: a cluster client when the server runs in cluster mode."""
-    probe = aioredis.from_url(url)
-    try:
-        info = await probe.info("cluster")
-    finally:
-        await probe.aclose()
-    if info.get("cluster_enabled"):
-        return RedisCluster.from_url(url)
-    return aioredis.from_url(url)
 
 
 class LeaderboardService:

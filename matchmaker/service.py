@@ -10,9 +10,7 @@ import socket
 import time
 from typing import Any
 
-import redis.asyncio as aioredis
 import uvicorn
-from redis.asyncio.cluster import RedisCluster
 
 from matchmaker import queues as queue_file
 from matchmaker.api import create_app
@@ -20,20 +18,9 @@ from matchmaker.config import MatchmakerConfig
 from matchmaker.metrics import Metrics
 from matchmaker.passes import QueueMatcher
 from matchmaker.store import Store
+from stadium.redis_client import connect
 
 log = logging.getLogger("stadium.matchmaker")
-
-
-async def connect(url: str) -> Any:
-    """A client for `url`: a cluster client when the server runs in cluster mode."""
-    probe = aioredis.from_url(url)
-    try:
-        info = await probe.info("cluster")
-    finally:
-        await probe.aclose()
-    if info.get("cluster_enabled"):
-        return RedisCluster.from_url(url)
-    return aioredis.from_url(url)
 
 
 class MatchmakerService:

@@ -10,8 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from stadium.redis_client import connect
 
 log = logging.getLogger("stadium.relay")
 
@@ -36,22 +35,12 @@ class RelayDirectory:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def _connect(self) -> Any:
-        probe = aioredis.from_url(self.redis_url)
-        try:
-            info = await probe.info("cluster")
-        finally:
-            await probe.aclose()
-        if info.get("cluster_enabled"):
-            return RedisCluster.from_url(self.redis_url)
-        return aioredis.from_url(self.redis_url)
-
     async def _run(self) -> None:
         failing = False
         while True:
             try:
                 if self._redis is None:
-                    self._redis = await self._connect()
+                    self._redis = await connect(self.redis_url)
                 entry = {"url": self.url, "load": self.load(),
                          "expires": time.time() + self.ttl}
                 await self._redis.hset(DIRECTORY, self.url, json.dumps(entry))

@@ -294,8 +294,8 @@ async def test_python_sdk_leaderboard_client(service: str) -> None:
 async def test_hot_paths_answer_exactly_as_the_fastapi_routes(redis_url: str) -> None:
     """Submit, rank and top are served without the framework; the answers must not differ."""
     from leaderboard.api import create_app
-    from leaderboard.service import connect
     from leaderboard.store import Store
+    from stadium.redis_client import connect
 
     redis = await connect(redis_url)
     store = Store(redis)

@@ -16,9 +16,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from leaderboard import scripts
-from leaderboard.service import connect
 from leaderboard.store import Board, Store
 from loadtest.processes import start_service
+from stadium.redis_client import connect
 from stadium.redis_server import EmbeddedRedis
 
 
