@@ -70,12 +70,8 @@ class SleepingRoom(Room):
         return self._alarm is not None
 
     def _deliver(self, conn: Connection, message: str | bytes) -> None:
-        auto = self._auto
-        if auto is not None:
-            frame = auto.get(message)
-            if frame is not None:
-                conn.queue(frame)
-                return
+        if self._auto is not None and self._auto_reply(conn, message):
+            return
         self._wake()._deliver(conn, message)
 
     def _call(self, name: str, args: tuple[Any, ...], conn: Connection | None = None,

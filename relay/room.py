@@ -321,12 +321,8 @@ class Room:
 
     def _deliver(self, conn: Connection, message: str | bytes) -> None:
         """`on_message`, the hot path: inline when nothing is pending."""
-        auto = self._auto
-        if auto is not None:
-            frame = auto.get(message)
-            if frame is not None:
-                conn.queue(frame)
-                return
+        if self._auto is not None and self._auto_reply(conn, message):
+            return
         self._events += 1
         inputs = self._inputs
         if inputs is not None:
@@ -342,6 +338,15 @@ class Room:
             self._failed("on_message", conn)
         finally:
             self._after_inline()
+
+    def _auto_reply(self, conn: Connection, message: str | bytes) -> bool:
+        """Answer an auto-response request from the table; False when it is not one."""
+        assert self._auto is not None
+        frame = self._auto.get(message)
+        if frame is None:
+            return False
+        conn.queue(frame)
+        return True
 
     def _run_plain(self, name: str, args: tuple[Any, ...], conn: Connection | None,
                    done: Done | None) -> None:
