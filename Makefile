@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 NODE_STAMP := tests/node/node_modules/.installed
 JS_STAMP   := sdk/js/node_modules/.installed
+BROWSER_STAMP := tests/browser/node_modules/.installed
 
 .PHONY: install run test bench bench-state loadtest-leaderboard lint clean
 
@@ -23,12 +24,18 @@ $(JS_STAMP): sdk/js/package.json sdk/js/package-lock.json
 	cd sdk/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# playwright-core drives Debian's /usr/bin/chromium (.ci/run installs it): no browser download
+$(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 run: install
 	$(VENV)/bin/stadium dev
 
-test: install $(NODE_STAMP) $(JS_STAMP)
+test: install $(NODE_STAMP) $(JS_STAMP) $(BROWSER_STAMP)
 	$(PY) -m pytest -q
 	node --test sdk/js/test/
+	node --test tests/browser/
 
 bench: install
 	$(PY) -m loadtest.fanout $(BENCH_ARGS)
@@ -45,4 +52,4 @@ lint: install
 	$(VENV)/bin/mypy --strict relay stadium matchmaker leaderboard
 
 clean:
-	rm -rf $(VENV) tests/node/node_modules .pytest_cache
+	rm -rf $(VENV) tests/node/node_modules tests/browser/node_modules .pytest_cache

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import logging
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -20,6 +21,7 @@ from matchmaker.queues import MAX_PLAYERS
 from matchmaker.ratings import Rating
 from matchmaker.store import MatchmakerError, Store, check_player
 from stadium import __version__
+from stadium.http import add_cors
 
 log = logging.getLogger("stadium.matchmaker")
 
@@ -81,7 +83,7 @@ class _Measure:
 
 
 def create_app(store: Store, metrics: Metrics, api_key: str | None,
-               max_long_poll: float = 30.0) -> Any:
+               max_long_poll: float = 30.0, cors_origins: Sequence[str] = ()) -> Any:
     app = FastAPI(title="Stadium matchmaker", version=__version__,
                   description="Tickets wait in queues until the matcher seats them in a room "
                   "on a relay. Results (server key) update OpenSkill ratings.")
@@ -182,4 +184,4 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None,
         return JSONResponse({"player": player, "mu": r.mu, "sigma": r.sigma,
                              "ordinal": r.ordinal, "games": r.games})
 
-    return _Measure(app, metrics)
+    return add_cors(_Measure(app, metrics), cors_origins)

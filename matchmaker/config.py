@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stadium.config import ConfigError, setting
+from stadium.http import check_origins
 
 
 @dataclass
@@ -34,6 +35,9 @@ class MatchmakerConfig:
         86400.0, "seconds a match is kept for its result to be posted")
     max_waiting: int = setting(
         200000, "waiting tickets per queue; more are refused with HTTP 503 queue_full")
+    cors_origins: list[str] = setting(
+        [], "browser origins (scheme://host:port, repeatable or comma-separated; * for any) "
+        "whose pages may call this API; empty sends no CORS headers")
     max_long_poll: float = setting(
         30.0, "longest wait, in seconds, GET /tickets/{id}/wait may ask for")
 
@@ -46,6 +50,7 @@ class MatchmakerConfig:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
         if self.lease_ttl <= self.match_interval:
             raise ConfigError("lease_ttl must be longer than match_interval")
+        check_origins(self.cors_origins)
         if self.api_key == "":
             self.api_key = None
         if self.secret == "":

@@ -45,7 +45,7 @@ class MatchmakerService:
         metrics = Metrics()
         if cfg.secret is None:
             log.warning("no --secret: seats carry no join token (relays must admit anyone)")
-        app = create_app(store, metrics, cfg.api_key, cfg.max_long_poll)
+        app = create_app(store, metrics, cfg.api_key, cfg.max_long_poll, cfg.cors_origins)
         self._server = server = uvicorn.Server(uvicorn.Config(
             app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False,
             lifespan="off", http="httptools", loop="none"))

@@ -71,6 +71,9 @@ class RelayConfig:
         "snapshot() hibernates: its object is dropped, its sockets stay open (0: never)")
     max_attachment_size: int = setting(
         2048, "largest conn.state attachment, in bytes of msgpack")
+    demo: bool = setting(
+        False, "serve the demo page at / (its files under /demo/, the JS SDK under /sdk/); "
+        "stadium dev turns it on")
     drain_timeout: float = setting(
         5.0, "seconds SIGTERM waits for sockets to close (1001) before the process exits")
 

@@ -239,7 +239,11 @@ class Connection(asyncio.Protocol):
         self._relay._left(self)
 
     def _fail(self, code: int, reason: str) -> None:
-        """Fail the connection (RFC 6455 7.1.7): close frame, then close TCP at once."""
+        """Fail the connection (RFC 6455 7.1.7): close frame, then end our side of TCP.
+
+        What the client still sends is read and dropped until it closes or the close
+        deadline passes: closing a socket with unread input would reset it, and the client
+        might then never see the close frame and its code (1009, say)."""
         if self.phase == OPEN:
             log.info("conn %d ip %s: protocol error, closing %d: %s",
                      self.id, self.ip, code, reason)
@@ -247,7 +251,13 @@ class Connection(asyncio.Protocol):
             self._write_now(encode_frame(OP_CLOSE, close_payload(code, reason)))
             self._relay._left(self)
         self._reader = None
-        self._closing_now()
+        t = self._transport
+        if t is not None and t.can_write_eof():
+            self.phase = CLOSING
+            self.deadline = self._relay.loop.time() + self._relay.config.close_timeout
+            t.write_eof()
+        else:
+            self._closing_now()
 
     def _write_now(self, frame: bytes) -> None:
         """Write what is queued for this socket, then `frame`, in one write."""

@@ -18,6 +18,7 @@ from typing import Any
 from relay.arena import ArenaRoom
 from relay.config import RelayConfig
 from relay.conntable import CLOSING, HANDSHAKE, OPEN, Connection
+from relay.demo import DemoSite
 from relay.directory import RelayDirectory
 from relay.hibernation import SleepingRoom, can_hibernate, hibernate
 from relay.metrics import Stats, make_registry, render
@@ -80,6 +81,7 @@ class Relay:
         self._registry = make_registry(self.stats, self._gauges)
         self._scores: dict[str, ScorePoster] = {}
         self._sleeping = 0
+        self.demo = DemoSite(config) if config.demo else None
 
     loop: asyncio.AbstractEventLoop  # set by start()
     _directory: RelayDirectory | None = None  # set by start() with --redis-url
@@ -327,6 +329,9 @@ class Relay:
 
     def _http(self, conn: Connection, req: Request) -> None:
         path = req.path
+        if self.demo is not None and self.demo.serves(path):
+            self._respond(conn, self.demo.response(req))
+            return
         if path in ("/healthz", "/metrics", "/"):
             if req.method not in ("GET", "HEAD"):
                 raise HttpError(405, "method_not_allowed", f"{path} answers GET only")

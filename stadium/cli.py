@@ -18,6 +18,7 @@ import uvloop
 from leaderboard.config import LeaderboardConfig
 from leaderboard.service import LeaderboardService
 from matchmaker.config import MatchmakerConfig
+from matchmaker.queues import Queue
 from matchmaker.service import MatchmakerService
 from relay.config import RelayConfig
 from relay.room import MAX_TICK_RATE, Room
@@ -113,6 +114,22 @@ async def serve_matchmaker(cfg: MatchmakerConfig) -> None:
     await _serve(lambda url: MatchmakerService(cfg, url), cfg.redis_url)
 
 
+def _page_origins(cfg: RelayConfig, port: int) -> list[str]:
+    """Origins a browser shows for pages the relay serves: what the services' CORS allows."""
+    http = "https" if cfg.cert else "http"
+    if cfg.host in ("0.0.0.0", "::", ""):  # any address of the machine may be in the URL bar
+        return ["*"]
+    origins = [f"{http}://{cfg.host}:{port}"]
+    if cfg.host in ("127.0.0.1", "::1"):
+        origins.append(f"{http}://localhost:{port}")
+    return origins
+
+
+# The demo page's queue when no --queues file is given: 1v1 in the built-in arena room.
+DEMO_QUEUE = Queue(name="arena", teams=2, team_size=1, rating_window=50.0, max_wait=300.0,
+                   room_type="arena")
+
+
 async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
                     mm_cfg: MatchmakerConfig | None = None) -> None:
     """Embedded Redis (unless --redis-url), the relay, the matchmaker and the leaderboard,
@@ -125,6 +142,10 @@ async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
     mm_cfg.secret = relay_cfg.secret
     try:
         relay = await _start_relay(relay_cfg)
+        if relay.demo is not None:  # the page calls both services from the relay's origin
+            origins = _page_origins(relay_cfg, relay.port)
+            board_cfg.cors_origins = [*board_cfg.cors_origins, *origins]
+            mm_cfg.cors_origins = [*mm_cfg.cors_origins, *origins]
         board_cfg.port = 0 if relay_cfg.port == 0 else board_cfg.port
         boards = LeaderboardService(board_cfg, redis_url)
         await boards.start()
@@ -133,11 +154,20 @@ async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
             relay.config.leaderboard_api_key = board_cfg.api_key
         mm_cfg.port = 0 if relay_cfg.port == 0 else mm_cfg.port
         matchmaker = MatchmakerService(mm_cfg, redis_url)
+        if relay.demo is not None and mm_cfg.queues is None:
+            matchmaker.queues.setdefault(DEMO_QUEUE.name, DEMO_QUEUE)
         await matchmaker.start()
+        if relay.demo is not None:
+            relay.demo.links.update(matchmaker=matchmaker.url, leaderboard=boards.url)
+            queue = matchmaker.queues.get(DEMO_QUEUE.name)
+            if queue is not None and queue.room_type == "arena":
+                relay.demo.links["queue"] = queue.name
         http = "https" if relay_cfg.cert else "http"
         base = f"{relay_cfg.host}:{relay.port}"
         print(f"Stadium {__version__} dev")
         print(f"  relay        {relay.url}/rooms/broadcast/lobby")
+        if relay.demo is not None:
+            print(f"  demo page    {http}://{base}/   (open it in two tabs)")
         print(f"  matchmaker   {matchmaker.url}/docs   (queues: {', '.join(matchmaker.queues)})")
         print(f"  leaderboard  {boards.url}/docs")
         print(f"  redis        {redis_url}")
@@ -204,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         cfg = config.load(RelayConfig, args, section="relay", toml_path=args.config)
         if args.command == "dev":
+            if args.demo is None:  # dev serves the demo page unless told --no-demo
+                cfg.demo = True
             board_cfg = config.load(LeaderboardConfig, None, section="leaderboard",
                                     toml_path=args.config)
             board_cfg.port = args.leaderboard_port

@@ -58,3 +58,23 @@ export class StateMessageError extends StadiumError {
     this.name = "StateMessageError";
   }
 }
+
+/** The matchmaker refused a request, or a ticket ended without a seat. `status` is the HTTP
+ * status (0 when the service could not be reached or the ticket failed); `code` is the
+ * service's (`unknown_queue`, ...), the ticket's reason (`timeout`), `unreachable` or
+ * `matchmake_timeout` (the client's own `timeout` ran out; the ticket was cancelled). */
+export class MatchmakerError extends StadiumError {
+  constructor(status, code, message, details) {
+    super(code, message, { status, ...details });
+    this.name = "MatchmakerError";
+  }
+}
+
+/** The leaderboard refused a request (`unknown_board`, `unknown_player`, ...) or could not be
+ * reached (`status` 0, `code` `unreachable`). */
+export class LeaderboardError extends StadiumError {
+  constructor(status, code, message, details) {
+    super(code, message, { status, ...details });
+    this.name = "LeaderboardError";
+  }
+}

@@ -30,7 +30,66 @@ export interface RoomOptions {
 export interface ClientOptions extends RoomOptions {
   /** A WebSocket implementation; default globalThis.WebSocket (pass `ws`'s on Node 20). */
   WebSocket?: unknown;
+  /** the matchmaker service (default: the relay's host, port 8081) */
+  matchmakerUrl?: string;
+  /** the leaderboard service (default: the relay's host, port 8082) */
+  leaderboardUrl?: string;
 }
+
+export interface JoinOptions extends RoomOptions {
+  /** more query parameters for the room (e.g. `{ name }` for arena) */
+  query?: Record<string, string>;
+}
+
+/** A place in a match, from `matchmake`. */
+export interface Seat {
+  player: string;
+  team: number;
+  match_id: string;
+  room_type: string;
+  room_id: string;
+  /** ws:// URL of the room on its relay */
+  url: string;
+  token: string | null;
+  /** seconds since the epoch when the token expires */
+  expires: number;
+}
+
+export interface MatchmakeOptions {
+  player: string;
+  party?: string[];
+  regions?: Record<string, number>;
+  attributes?: Record<string, unknown>;
+  /** ms; then the ticket is cancelled and the call rejects with code `matchmake_timeout` */
+  timeout?: number | null;
+  signal?: AbortSignal;
+}
+
+export interface LeaderboardEntry {
+  rank: number;
+  player: string;
+  score: number;
+  [key: string]: unknown;
+}
+
+export interface LeaderboardPage {
+  board: string;
+  period: string;
+  entries: LeaderboardEntry[];
+  next_cursor?: string | null;
+}
+
+export declare class Leaderboard {
+  readonly url: string;
+  readonly board: string;
+  top(limit?: number, options?: { period?: string; cursor?: string }): Promise<LeaderboardPage>;
+  rank(player: string, options?: { period?: string }): Promise<LeaderboardEntry & { board: string; period: string }>;
+  around(player: string, n?: number, options?: { period?: string }): Promise<LeaderboardPage>;
+  ranks(players: string[], options?: { period?: string }): Promise<LeaderboardPage>;
+}
+
+export declare const MATCHMAKER_PORT: number;
+export declare const LEADERBOARD_PORT: number;
 
 export declare const DEFAULTS: Readonly<Required<RoomOptions>>;
 export declare const EVENTS: readonly RoomEvent[];
@@ -42,7 +101,12 @@ export declare class Client {
   constructor(baseUrl: string, options?: ClientOptions);
   readonly baseUrl: string;
   readonly wsUrl: string;
-  joinRoom(type: string, id: string, token?: string | null, options?: RoomOptions): Room;
+  readonly matchmakerUrl: string;
+  readonly leaderboardUrl: string;
+  joinRoom(type: string, id: string, token?: string | null, options?: JoinOptions): Room;
+  matchmake(queue: string, options: MatchmakeOptions): Promise<Seat>;
+  join(seat: Seat, options?: JoinOptions): Room;
+  leaderboard(board: string): Leaderboard;
 }
 
 export interface CloseEvent {
@@ -135,3 +199,11 @@ export declare class RelayUnreachableError extends StadiumError {}
 export declare class MessageTooLargeError extends StadiumError {}
 export declare class SendBufferFullError extends StadiumError {}
 export declare class StateMessageError extends StadiumError {}
+export declare class MatchmakerError extends StadiumError {
+  constructor(status: number, code: string, message: string, details?: Record<string, unknown>);
+  status: number;
+}
+export declare class LeaderboardError extends StadiumError {
+  constructor(status: number, code: string, message: string, details?: Record<string, unknown>);
+  status: number;
+}

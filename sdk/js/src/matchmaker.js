@@ -1,0 +1,50 @@
+// Queueing with the matchmaker service: create a ticket, long-poll it until it has a seat.
+import { MatchmakerError } from "./errors.js";
+import { callService } from "./service.js";
+
+const LONG_POLL = 25; // seconds per wait request; the service allows up to --max-long-poll (30)
+
+/** Queue `player` in `queue` and resolve with their seat (`{player, team, match_id, room_type,
+ * room_id, url, token, expires}`). `timeout` (ms) gives up and cancels the ticket; so does an
+ * aborted `signal`. Rejects with a MatchmakerError (the ticket's reason for a failed ticket). */
+export async function matchmake(baseUrl, queue, { player, party = [], regions = {}, attributes = {},
+  timeout = null, signal } = {}) {
+  if (typeof player !== "string" || !player) throw new TypeError("matchmake needs { player }: a non-empty string");
+  const call = (method, path, opts) => callService(MatchmakerError, baseUrl, method, path, opts);
+  let ticket = await call("POST", "/tickets", { body: { queue, player, party, regions, attributes }, signal });
+  const deadline = timeout === null ? null : Date.now() + timeout;
+  try {
+    while (ticket.status === "waiting") {
+      const left = deadline === null ? LONG_POLL : Math.min(LONG_POLL, (deadline - Date.now()) / 1000);
+      if (left <= 0) {
+        ticket = await giveUp(call, ticket.id);
+        break;
+      }
+      ticket = await call("GET", `/tickets/${ticket.id}/wait`, { query: { timeout: Math.max(left, 0.05) }, signal });
+    }
+  } catch (e) {
+    if (e?.name === "AbortError") await giveUp(call, ticket.id).catch(() => {});
+    throw e;
+  }
+  if (ticket.status === "matched") {
+    const seat = ticket.seats?.[player];
+    if (!seat) throw new MatchmakerError(0, "no_seat", `ticket ${ticket.id} matched without a seat for ${player}`);
+    return seat;
+  }
+  if (ticket.status === "cancelled") {
+    throw new MatchmakerError(0, "matchmake_timeout", `no match in ${queue} within ${timeout} ms (ticket cancelled)`,
+      { ticket: ticket.id });
+  }
+  const reason = String(ticket.reason ?? ticket.status);
+  throw new MatchmakerError(0, reason, `ticket ${ticket.id} ${ticket.status}: ${reason}`, { ticket: ticket.id });
+}
+
+async function giveUp(call, ticketId) {
+  try {
+    return await call("DELETE", `/tickets/${ticketId}`);
+  } catch (e) {
+    // the matcher was first: keep the seat
+    if (e.code === "already_matched" || e.code === "already_failed") return call("GET", `/tickets/${ticketId}`);
+    throw e;
+  }
+}

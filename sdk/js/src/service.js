@@ -1,0 +1,36 @@
+// JSON over HTTP to the matchmaker and leaderboard services, with their error bodies as typed errors.
+
+/** `method path` on `base`; resolves with the JSON body, rejects with `new ErrorClass(status,
+ * code, message)`: the service's `{"error": {code, message}}`, or status 0 `unreachable`. */
+export async function callService(ErrorClass, base, method, path, { body, query, signal } = {}) {
+  const url = new URL(base.replace(/\/+$/, "") + path);
+  for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
+  let res;
+  try {
+    res = await fetch(url, {
+      method, signal,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    if (e?.name === "AbortError") throw e;
+    throw new ErrorClass(0, "unreachable", `cannot reach ${url.origin}: ${e?.cause?.message ?? e?.message ?? e}`,
+      { url: url.href });
+  }
+  const text = await res.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = null;
+  }
+  if (res.status >= 400) {
+    const err = json?.error;
+    if (err && typeof err.code === "string") {
+      throw new ErrorClass(res.status, err.code, `${res.status} ${err.code}: ${err.message}`, { url: url.href });
+    }
+    throw new ErrorClass(res.status, "http_error", `${res.status}: ${text.slice(0, 200)}`, { url: url.href });
+  }
+  if (json === null) throw new ErrorClass(res.status, "bad_response", `${url.href} did not answer JSON`, { url: url.href });
+  return json;
+}
