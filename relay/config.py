@@ -14,8 +14,8 @@ class RelayConfig:
     secret: str | None = setting(
         None, "HMAC secret for join tokens; without it the relay admits anyone")
     redis_url: str | None = setting(
-        None, "Redis where the relay registers in the relay directory for matchmakers (rooms "
-        "still live in process memory)")
+        None, "Redis for the relay directory (read by matchmakers) and the snapshots of "
+        "hibernated rooms (else kept in process memory)")
     public_url: str | None = setting(
         None, "ws:// or wss:// URL clients reach this relay at, as registered in the relay "
         "directory (default: the address it listens on)")

@@ -37,6 +37,7 @@ from relay.ws.handshake import (
     validate_upgrade,
 )
 from stadium import __version__
+from stadium.redis_client import connect
 from stadium.tokens import Claims, TokenError, verify
 
 log = logging.getLogger("stadium.relay")
@@ -81,6 +82,8 @@ class Relay:
         self._registry = make_registry(self.stats, self._gauges)
         self._scores: dict[str, ScorePoster] = {}
         self._sleeping = 0
+        self._redis_url = config.redis_url
+        self._redis: Any = None
         self.demo = DemoSite(config) if config.demo else None
 
     loop: asyncio.AbstractEventLoop  # set by start()
@@ -104,6 +107,13 @@ class Relay:
             self._directory = RelayDirectory(cfg.redis_url, cfg.public_url or self.url,
                                              lambda: self._gauges()["connections"])
             self._directory.start()
+
+    async def _redis_client(self) -> Any:
+        """The relay's Redis client (for hibernated rooms' snapshots), connected on first use."""
+        if self._redis is None:
+            assert self._redis_url
+            self._redis = await connect(self._redis_url)
+        return self._redis
 
     def scores(self, board: str) -> ScorePoster | None:
         """Where rooms post scores for `board`, or None without --leaderboard-url."""
@@ -151,6 +161,8 @@ class Relay:
             self._sweeper = None
         for poster in self._scores.values():
             await poster.close()
+        if self._redis is not None:
+            await self._redis.aclose()
         await asyncio.sleep(0)
 
     # --- sockets -----------------------------------------------------------------------

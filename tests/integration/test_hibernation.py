@@ -9,8 +9,11 @@ import signal
 from collections.abc import Iterator
 
 import aiohttp
+import msgpack
 import pytest
+import redis.asyncio as aioredis
 
+from stadium.redis_server import EmbeddedRedis
 from stadium_client import Room
 from tests.conftest import RelayProcess, start_relay
 
@@ -73,3 +76,28 @@ async def test_a_room_without_snapshot_stays_awake(relay: RelayProcess) -> None:
         await asyncio.sleep(2.5)
         assert await _metric(relay, "stadium_relay_rooms_hibernated") == 0
         assert await _metric(relay, "stadium_relay_rooms") >= 1
+
+
+async def test_with_redis_the_snapshot_waits_in_redis() -> None:
+    with EmbeddedRedis() as server:
+        r = start_relay("--hibernate-after", "1", "--redis-url", server.url,
+                        "--room", "sleepy=tests.rooms:SleepyRoom")
+        redis = aioredis.from_url(server.url)
+        key = "stadium:room:sleepy:r1:snapshot"
+        try:
+            async with await Room.connect(f"{r.url}/rooms/sleepy/r1") as a:
+                for i in range(2):
+                    await a.send("inc")
+                    assert await a.recv() == str(i + 1)
+                async with asyncio.timeout(10):
+                    while await redis.get(key) is None:
+                        await asyncio.sleep(0.2)
+                assert msgpack.unpackb(await redis.get(key)) == {"count": 2}
+                for _ in range(3):  # sent together: all wait for the snapshot, in order
+                    await a.send("inc")
+                assert [await a.recv() for _ in range(3)] == ["3", "4", "5"]
+                assert await redis.get(key) is None  # deleted once awake
+                assert await _metric(r, "stadium_relay_room_wakes_total") == 1
+        finally:
+            await redis.aclose()
+            r.stop(signal.SIGKILL)
