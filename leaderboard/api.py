@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import time
@@ -13,7 +12,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
 from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -28,11 +26,10 @@ from pydantic import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from leaderboard.store import Board, BoardError, Store
 from stadium import __version__
-from stadium.http import add_cors
+from stadium.http import add_cors, add_error_handlers, error_response, key_matches
 
 log = logging.getLogger("stadium.leaderboard")
 
@@ -62,17 +59,11 @@ class PlayersIn(BaseModel):
 
 
 def check_key(api_key: str | None, x_api_key: str | None, authorization: str | None) -> None:
-    if api_key is None:
-        return
-    given = x_api_key or ""
-    if not given and authorization and authorization[:7].lower() == "bearer ":
-        given = authorization[7:].strip()
-    if not hmac.compare_digest(given.encode(), api_key.encode()):
+    if not key_matches(api_key, x_api_key, authorization):
         raise BoardError(401, "bad_api_key", "writes need the server API key (X-API-Key)")
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+_error = error_response
 
 
 class _Tally:
@@ -314,18 +305,7 @@ def create_app(store: Store, api_key: str | None, cors_origins: Sequence[str] = 
         log.warning("503 redis_unavailable: %s", e)
         return _error(503, "redis_unavailable", _UNAVAILABLE)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
-        first = e.errors()[0] if e.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        message = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
-        log.info("422 invalid_request: %s", message)
-        return _error(422, "invalid_request", message)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
-        return _error(e.status_code, code, str(e.detail))
+    add_error_handlers(app)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

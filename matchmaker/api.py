@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, JsonValue, StrictFloat, StrictInt
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from matchmaker.metrics import Metrics
 from matchmaker.queues import MAX_PLAYERS
 from matchmaker.ratings import Rating
 from matchmaker.store import MatchmakerError, Store, check_player
 from stadium import __version__
-from stadium.http import add_cors
+from stadium.http import add_cors, add_error_handlers, error_response, key_matches
 
 log = logging.getLogger("stadium.matchmaker")
 
@@ -44,17 +41,11 @@ class ResultIn(BaseModel):
 
 
 def check_key(api_key: str | None, x_api_key: str | None, authorization: str | None) -> None:
-    if api_key is None:
-        return
-    given = x_api_key or ""
-    if not given and authorization and authorization[:7].lower() == "bearer ":
-        given = authorization[7:].strip()
-    if not hmac.compare_digest(given.encode(), api_key.encode()):
+    if not key_matches(api_key, x_api_key, authorization):
         raise MatchmakerError(401, "bad_api_key", "results need the server API key (X-API-Key)")
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+_error = error_response
 
 
 class _Measure:
@@ -99,18 +90,7 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None,
         log.info("%d %s: %s", e.status, e.code, e.message)
         return _error(e.status, e.code, e.message)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
-        first = e.errors()[0] if e.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        message = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
-        log.info("422 invalid_request: %s", message)
-        return _error(422, "invalid_request", message)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
-        return _error(e.status_code, code, str(e.detail))
+    add_error_handlers(app)
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

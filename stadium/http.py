@@ -1,14 +1,23 @@
-"""CORS for the HTTP services, so a page from another origin (the relay's demo) can call them."""
+"""What the HTTP services share: CORS (so a page from another origin, the relay's demo, can
+call them), the server-key check and the JSON error body."""
 
 from __future__ import annotations
 
+import hmac
+import logging
 import re
 from collections.abc import Sequence
 
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
 from stadium.config import ConfigError
+
+log = logging.getLogger("stadium.http")
 
 ORIGIN = re.compile(r"https?://[^/\s?#]+")
 # What a game page needs: reads, tickets, and the key header for tools that hold one.
@@ -32,3 +41,37 @@ def add_cors(app: ASGIApp, origins: Sequence[str]) -> ASGIApp:
     check_origins(origins)
     return CORSMiddleware(app, allow_origins=list(origins), allow_methods=METHODS,
                           allow_headers=HEADERS, max_age=PREFLIGHT_CACHE)
+
+
+def key_matches(api_key: str | None, x_api_key: str | None, authorization: str | None) -> bool:
+    """Whether a request carries the server key (X-API-Key or a bearer token); True when the
+    service has none."""
+    if api_key is None:
+        return True
+    given = x_api_key or ""
+    if not given and authorization and authorization[:7].lower() == "bearer ":
+        given = authorization[7:].strip()
+    return hmac.compare_digest(given.encode(), api_key.encode())
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    """The services' error body: {"error": {"code", "message"}}."""
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Malformed requests (422 invalid_request, naming the first bad field) and routing errors
+    (404 not_found, 405 method_not_allowed) in the services' error body."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
+        log.info("422 invalid_request: %s", message)
+        return error_response(422, "invalid_request", message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        return error_response(e.status_code, code, str(e.detail))
