@@ -58,14 +58,24 @@ def start_service(command: str, *args: str, env: dict[str, str] | None = None,
         stdout=log_file, stderr=subprocess.STDOUT, env=full_env, cwd=cwd or ROOT)
     log_file.close()
     path = Path(log_name)
+    started = wait_listening(proc, path, timeout)
+    if started is None:
+        raise RuntimeError(f"stadium {command} did not start:\n{path.read_text(errors='replace')}")
+    return started
+
+
+def wait_listening(proc: subprocess.Popen[bytes], log_path: Path,
+                   timeout: float) -> ServiceProcess | None:
+    """The process once its log says `listening on scheme://host:port`; None (and the process
+    killed) when it exits or the timeout passes first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        m = _LISTENING.search(path.read_text(errors="replace"))
+        m = _LISTENING.search(log_path.read_text(errors="replace"))
         if m:
-            return ServiceProcess(proc, m.group(1), m.group(2), int(m.group(3)), path)
+            return ServiceProcess(proc, m.group(1), m.group(2), int(m.group(3)), log_path)
         if proc.poll() is not None:
             break
         time.sleep(0.05)
     proc.kill()
     proc.wait()
-    raise RuntimeError(f"stadium {command} did not start:\n{path.read_text(errors='replace')}")
+    return None

@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
-from loadtest.processes import ServiceProcess, start_service
+from loadtest.processes import ServiceProcess, start_service, wait_listening
 
 HERE = Path(__file__).resolve().parent
 SERVERS = ("stadium", "bun", "node-ws", "picows", "websockets")
-_LISTENING = re.compile(r"listening on (\w+)://([^:/\s]+):(\d+)")
 # Stadium's per-connection and per-IP limits stay on, set high enough not to refuse the load.
 RELAY_ARGS = ("--ip-max-connections", "100000", "--ip-handshake-rate", "100000",
               "--ip-handshake-burst", "100000", "--ip-max-pending", "100000",
@@ -88,16 +85,9 @@ def _launch(name: str, cmd: list[str], env: dict[str, str] | None = None,
         except OSError as exc:
             raise PeerUnavailable(f"{cmd[0]}: {exc}") from exc
     path = Path(log_name)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        m = _LISTENING.search(path.read_text(errors="replace"))
-        if m:
-            return ServiceProcess(proc, m.group(1), m.group(2), int(m.group(3)), path)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait()
+    started = wait_listening(proc, path, timeout)
+    if started is not None:
+        return started
     tail = path.read_text(errors="replace").strip().splitlines()[-3:]
     path.unlink(missing_ok=True)
     raise PeerUnavailable(f"{name} did not start: {' | '.join(tail) or 'no output'}")
