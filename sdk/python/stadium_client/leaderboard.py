@@ -4,36 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+from stadium_client.service import ServiceClient, ServiceError
 
 
-class LeaderboardError(Exception):
+class LeaderboardError(ServiceError):
     """The service refused a request: `status`, and `code`/`message` from its error body."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
 
-
-class LeaderboardClient:
+class LeaderboardClient(ServiceClient):
     """`api_key` is needed for writes (submit, remove, board settings): game servers hold it,
     game clients read without it."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 10.0) -> None:
-        headers = {"X-API-Key": api_key} if api_key else {}
-        self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout)
-
-    async def _call(self, method: str, path: str, **kw: Any) -> Any:
-        r = await self._http.request(method, path, **kw)
-        if r.status_code >= 400:
-            try:
-                err = r.json()["error"]
-                raise LeaderboardError(r.status_code, err["code"], err["message"])
-            except (ValueError, KeyError, TypeError):
-                raise LeaderboardError(r.status_code, "http_error", r.text[:200]) from None
-        return r.json()
+    error = LeaderboardError
 
     async def configure(self, board: str, *, order: str = "desc", operator: str = "best",
                         periods: list[str] | None = None, reset_time: str = "00:00",

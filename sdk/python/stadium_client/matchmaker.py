@@ -7,20 +7,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from stadium_client.room import Room
+from stadium_client.service import ServiceClient, ServiceError
 
 
-class MatchmakerError(Exception):
+class MatchmakerError(ServiceError):
     """The matchmaker refused a request or a ticket failed: `status` (0 for a failed ticket),
     and `code`/`message` from its error body or the ticket's reason."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -41,22 +34,13 @@ class Seat:
         return await Room.connect(self.url, self.token, **kw)
 
 
-class MatchmakerClient:
+class MatchmakerClient(ServiceClient):
     """`api_key` is only needed to post results (game servers hold it, game clients do not)."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 40.0) -> None:
-        headers = {"X-API-Key": api_key} if api_key else {}
-        self._http = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout)
+    error = MatchmakerError
 
-    async def _call(self, method: str, path: str, **kw: Any) -> Any:
-        r = await self._http.request(method, path, **kw)
-        if r.status_code >= 400:
-            try:
-                err = r.json()["error"]
-                raise MatchmakerError(r.status_code, err["code"], err["message"])
-            except (ValueError, KeyError, TypeError):
-                raise MatchmakerError(r.status_code, "http_error", r.text[:200]) from None
-        return r.json()
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 40.0) -> None:
+        super().__init__(base_url, api_key, timeout)  # long enough for a long-poll wait
 
     async def create_ticket(self, queue: str, player: str, *, party: list[str] | None = None,
                             regions: dict[str, float] | None = None,
