@@ -5,7 +5,6 @@ pass), and a viewer's message is the concatenation of the cells it sees.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -317,7 +316,3 @@ def _pack(grid: Grid, ti: int, kind: int,
             buf[dest[:, None] + np.arange(width)] = recs[order]
         pos = pos + cnt * width
     return _Bundles(buf.tobytes(), offsets.tolist(), codes)
-
-
-HEADER_STRUCT = struct.Struct("<BBIIII")
-assert HEADER_STRUCT.size == HEADER.itemsize
