@@ -133,7 +133,7 @@ class SleepingRoom(Room):
         data: bytes | None = None
         try:
             redis = await self._relay._redis_client()
-            data = await redis.get(self.key)
+            data = await redis.getdel(self.key)  # gone before the room answers anything
         except Exception as e:
             log.error("room %s/%s: cannot read its snapshot from Redis: %s", self.type,
                       self.id, e)
@@ -144,7 +144,6 @@ class SleepingRoom(Room):
         held, self._held = self._held, []
         for name, args, conn, done in held:
             self._forward(room, name, args, conn, done)
-        await self._forget()
         self._relay._room_settled(room)
 
     async def _forget(self) -> None:
