@@ -85,6 +85,9 @@ class RelayConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if self.slow_reader_bytes > self.max_outbound_buffer:
+            raise ConfigError(f"slow_reader_bytes ({self.slow_reader_bytes}) must not be over "
+                              f"max_outbound_buffer ({self.max_outbound_buffer})")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0-65535, not {self.port}")
         if bool(self.cert) != bool(self.key):

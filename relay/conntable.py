@@ -46,7 +46,7 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "id", "ip", "player", "tags", "room", "phase", "out", "last_seen", "ping_sent",
         "deadline", "close_code", "msg_tokens", "byte_tokens", "bucket_at", "strikes",
-        "strike_at", "synced", "slow_since", "_state", "_relay", "_transport", "_reader",
+        "strike_at", "synced", "slow_since", "cursor", "_state", "_relay", "_transport", "_reader",
         "_head", "_request", "_need",
     )
 
@@ -70,6 +70,9 @@ class Connection(asyncio.Protocol):
         self.strike_at = 0.0
         self.synced = 0  # the last state tick this connection was sent (0: none yet)
         self.slow_since = 0.0  # when its unsent bytes went over --slow-reader-bytes (0: not)
+        # How many of its room's broadcasts of this flush (room._shared) `out` already holds
+        # or skips; 0 whenever `out` is None.
+        self.cursor = 0
         self._state: Any = None
         self._transport: asyncio.Transport | None = None
         self._reader: FrameReader | None = None
@@ -120,14 +123,24 @@ class Connection(asyncio.Protocol):
 
     # --- relay side ----------------------------------------------------------------------
     def queue(self, frame: bytes) -> None:
+        self._own().append(frame)
+
+    def _own(self) -> list[bytes]:
+        """This socket's own queue for the next flush, caught up with its room's broadcasts
+        so far, so that what is queued next goes out after them."""
         out = self.out
         if out is None:
-            self.out = [frame]
+            out = self.out = []
             relay = self._relay
             relay._dirty.append(self)
             relay._schedule_flush()
-        else:
-            out.append(frame)
+        room = self.room
+        if room is not None:
+            shared = room._shared
+            if shared is not None and len(shared) > self.cursor:
+                out += shared[self.cursor:]
+                self.cursor = len(shared)
+        return out
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport = cast(asyncio.Transport, transport)
@@ -137,9 +150,11 @@ class Connection(asyncio.Protocol):
         """The kernel and transport hold more than --slow-reader-bytes for this socket: it
         skips droppable updates until it drains, and is dropped if it stays slow."""
         self.slow_since = self._relay.loop.time()
+        self._relay._slow.add(self)
 
     def resume_writing(self) -> None:
         self.slow_since = 0.0
+        self._relay._slow.discard(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._relay._end_handshake(self)
@@ -147,6 +162,8 @@ class Connection(asyncio.Protocol):
         self._transport = None
         self._reader = None
         self.out = None
+        self.cursor = 0
+        self._relay._slow.discard(self)
         self._relay._lost(self)
 
     def data_received(self, data: bytes) -> None:
@@ -264,9 +281,11 @@ class Connection(asyncio.Protocol):
         t = self._transport
         if t is None:
             return
-        out = self.out
+        out = self._own()
         self.out = None
-        t.write(b"".join(out) + frame if out else frame)
+        self.cursor = 0
+        out.append(frame)
+        t.write(b"".join(out))
 
     def abort(self, code: int, reason: str) -> None:
         """Drop the socket without a close handshake (slow reader, deadline passed)."""

@@ -24,7 +24,7 @@ def can_hibernate(room: Room) -> bool:
     """Plain rooms that keep their state in `snapshot()` and have nothing in flight."""
     cls = type(room)
     return (cls.snapshot is not Room.snapshot and not cls.tick_rate
-            and room._inbox is None and not room._running)
+            and room._inbox is None and not room._running and room._shared is None)
 
 
 def hibernate(relay: Relay, room: Room) -> bool:
@@ -57,6 +57,7 @@ class SleepingRoom(Room):
         self._cls = type(room)
         self._conns = room._conns
         self._auto = room._auto
+        self._shared = None
         self._ticker = None
         self._alarm = None
         self._alarm_at = room._alarm_at

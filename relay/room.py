@@ -152,6 +152,7 @@ class Room:
     _tick_due: float
     _tick_queued: bool
     _auto: dict[str | bytes, bytes] | None
+    _shared: list[bytes] | None  # frames broadcast to every connection since the last flush
     _events: int
     _seen_events: int
     _idle_since: float
@@ -192,36 +193,33 @@ class Room:
         slow readers (over --slow-reader-bytes unsent)."""
         frame = encode_message(message if isinstance(message, str | bytes)
                                else msgpack.packb(message))
-        # One excluded connection (the sender) is the common case: no set for it.
-        skip: Any = None
-        skip_set: Any = ()
-        if exclude:
-            ids = [c if isinstance(c, int) else c.id for c in exclude]
-            if len(ids) == 1:
-                skip = ids[0]
-            else:
-                skip_set = set(ids)
         relay = self._relay
-        dirty = relay._dirty
-        n = 0
-        for cid, c in self._conns.items():
-            if cid == skip or cid in skip_set:
-                continue
-            if droppable and c.slow_since:
-                relay.stats.updates_skipped += 1
-                continue
-            out = c.out
-            if out is None:
-                c.out = [frame]
-                dirty.append(c)
-            else:
-                out.append(frame)
-            n += 1
-        if n:
+        conns = self._conns
+        # Those who must not get this frame take their own queue, caught up to here.
+        skipped: list[Connection] = []
+        for x in exclude:
+            c = conns.get(x if isinstance(x, int) else x.id)
+            if c is not None:
+                skipped.append(c)
+        if droppable and relay._slow:
+            slow = [c for c in relay._slow if c.room is self]
+            relay.stats.updates_skipped += len(slow)
+            skipped += slow
+        for c in skipped:
+            c._own()
+        # Everyone else gets it from the room's shared list: one join per flush for all.
+        shared = self._shared
+        if shared is None:
+            shared = self._shared = []
+            relay._dirty_rooms.append(self)
             relay._schedule_flush()
-            stats = relay.stats
-            stats.messages_out += n
-            stats.bytes_out += n * len(frame)
+        shared.append(frame)
+        for c in skipped:
+            c.cursor = len(shared)
+        n = len(conns) - len(set(skipped))
+        stats = relay.stats
+        stats.messages_out += n
+        stats.bytes_out += n * len(frame)
         return n
 
     def connections(self, tag: str | None = None) -> list[Connection]:
@@ -297,6 +295,7 @@ class Room:
         self._tick_due = 0.0
         self._tick_queued = False
         self._auto = None
+        self._shared = None
         self._events = 0  # handler calls and messages: the relay hibernates a room when idle
         self._seen_events = -1
         self._idle_since = 0.0
@@ -472,6 +471,7 @@ class Room:
         frames: dict[Any, bytes] = {}
         relay = self._relay
         dirty = relay._dirty
+        shared = self._shared  # broadcasts during the tick go out before its state
         n = nbytes = 0
         for c in self._conns.values():
             if c.slow_since:  # it catches up from its last tick once it drains
@@ -492,11 +492,11 @@ class Room:
                     frame = frames[base] = encode_message(msg)
             c.synced = tick
             out = c.out
-            if out is None:
+            if out is None and shared is None:
                 c.out = [frame]
                 dirty.append(c)
             else:
-                out.append(frame)
+                c._own().append(frame)
             n += 1
             nbytes += len(frame)
         if n:

@@ -71,7 +71,9 @@ class Relay:
         self.rooms: dict[tuple[str, str], Room] = {}
         self.draining = False
         self._storage: dict[tuple[str, str], RoomStorage] = {}
-        self._dirty: list[Connection] = []
+        self._dirty: list[Connection] = []  # sockets with their own queue (conn.out)
+        self._dirty_rooms: list[Room] = []  # rooms with broadcasts to flush (room._shared)
+        self._slow: set[Connection] = set()  # sockets over --slow-reader-bytes
         self._flush_pending = False
         self._ip_conns: dict[str, int] = {}
         self._ip_pending: dict[str, int] = {}
@@ -225,20 +227,49 @@ class Relay:
             self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        """One write per socket for everything queued to it during this loop pass."""
+        """One write per socket for everything queued to it during this loop pass: a room's
+        broadcasts are joined once into bytes written as they are to every member without
+        a queue of its own; a socket with its own queue gets it joined with its share."""
         self._flush_pending = False
+        rooms = self._dirty_rooms
+        self._dirty_rooms = []
         dirty = self._dirty
         self._dirty = []
-        limit = self.config.max_outbound_buffer
+        for room in rooms:
+            shared = room._shared
+            room._shared = None
+            if not shared:
+                continue
+            blob = shared[0] if len(shared) == 1 else b"".join(shared)
+            for c in room._conns.values():
+                out = c.out
+                t = c._transport
+                if t is None:  # not reached: a socket leaves its room before it is lost
+                    continue
+                if out is None:
+                    t.write(blob)
+                else:
+                    c.out = None
+                    if c.cursor < len(shared):
+                        out += shared[c.cursor:]
+                    c.cursor = 0
+                    if out:
+                        t.write(b"".join(out))
         for c in dirty:
             out = c.out
-            t = c._transport
-            if out is None or t is None:
+            if out is None:
                 continue
             c.out = None
-            t.write(out[0] if len(out) == 1 else b"".join(out))
-            if t.get_write_buffer_size() > limit:
-                c.abort(CLOSE_POLICY, "slow reader: outbound buffer over its limit")
+            c.cursor = 0
+            t = c._transport
+            if t is not None and out:
+                t.write(out[0] if len(out) == 1 else b"".join(out))
+        if self._slow:
+            limit = self.config.max_outbound_buffer
+            for c in list(self._slow):
+                t = c._transport
+                if t is not None and t.get_write_buffer_size() > limit:
+                    c.abort(CLOSE_POLICY, "slow reader: outbound buffer over its limit")
 
     def _sweep(self) -> None:
         cfg = self.config
@@ -456,6 +487,9 @@ class Relay:
         conn.bucket_at = now
         self._ip_conns[ip] = self._ip_conns.get(ip, 0) + 1
         self.stats.handshakes += 1
+        if room._shared:  # broadcast before it joined, in this same loop pass: not for it
+            conn._own()
+            conn.cursor = len(room._shared)
         conn.room = room
         room._conns[conn.id] = conn
         room._call("on_connect", (conn, ConnectContext(req, ip, conn.player, claims)), conn)

@@ -210,3 +210,23 @@ class FloodRoom(Room):
         assert self.state is not None
         self.state["e"]["x"][:] += 1.0
         self.state.doc["tick"] = self.tick
+
+
+class MixRoom(Room):
+    """Broadcasts and direct sends within one handler, for the order of the relay's writes."""
+
+    def on_connect(self, conn: Connection, ctx: ConnectContext) -> None:
+        conn.send(f"you {conn.id}")
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        if message == "hold":  # blocks the relay, so what arrives meanwhile is read together
+            time.sleep(0.5)
+        elif message == "mix":
+            self.broadcast("A")
+            self.broadcast("B", exclude=[conn])
+            conn.send("P")
+            self.broadcast("C")
+            self.broadcast("D", exclude=[conn.id])
+            conn.send("Q")
+        elif message == "roll":
+            self.broadcast("members " + " ".join(str(c.id) for c in self.connections()))
