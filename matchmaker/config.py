@@ -29,6 +29,9 @@ class MatchmakerConfig:
         3.0, "seconds a process holds a queue's matcher lease without renewing it")
     seat_ttl: float = setting(
         60.0, "seconds a seat's join token is valid (the reservation time)")
+    seat_grace: float = setting(
+        7.0, "seconds after a seat's expiry before it is released and reported as not taken: "
+        "the relay accepts a token up to 5 s past its expiry, plus 2 s of clock skew")
     ticket_ttl: float = setting(
         600.0, "seconds a matched, cancelled or failed ticket can still be read")
     match_ttl: float = setting(
@@ -48,6 +51,8 @@ class MatchmakerConfig:
                      "max_waiting", "max_long_poll"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if not self.seat_grace >= 0:
+            raise ConfigError(f"seat_grace must be 0 or more, not {self.seat_grace!r}")
         if self.lease_ttl <= self.match_interval:
             raise ConfigError("lease_ttl must be longer than match_interval")
         check_origins(self.cors_origins)

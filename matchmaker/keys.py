@@ -1,18 +1,23 @@
 """Where the matchmaker keeps its state in Redis. Every key of one queue shares the hash tag
 `{Q}`, so one script can move a ticket between states atomically on Redis Cluster too.
 
-| key                        | type   | holds                                                  |
-|----------------------------|--------|--------------------------------------------------------|
-| `mm:{Q}:waiting`           | zset   | waiting ticket ids, scored by creation time (ms)       |
-| `mm:{Q}:t:{ticket}`        | hash   | `data` (JSON, fixed), `status`, `seats` (JSON), `reason` |
-| `mm:{Q}:m:{match}`         | hash   | `data` (JSON: teams, players, room), `result` once posted |
-| `mm:{Q}:lease`             | string | id of the process running this queue's matcher (PX)    |
-| `mm:player:{P}`            | string | the ticket a player waits in (at most one, any queue)  |
-| `mm:ratings`               | hash   | player -> `mu sigma games`                              |
-| `stadium:relays`           | hash   | relay URL -> `{"url", "load", "expires"}` (JSON)        |
+| key                        | type   | holds                                                |
+|----------------------------|--------|------------------------------------------------------|
+| `mm:{Q}:waiting`           | zset   | waiting ticket ids, scored by creation time (ms)     |
+| `mm:{Q}:t:{ticket}`        | hash   | `data` (JSON, fixed), `status`, `seats` (JSON),      |
+|                            |        | `reason`, `no_shows` (JSON, after the seat report)   |
+| `mm:{Q}:m:{match}`         | hash   | `data` (JSON: teams, players, room, seat expiry),    |
+|                            |        | `seats` (JSON report), `result` once posted          |
+| `mm:{Q}:seating`           | zset   | match ids not yet reported, scored by seat expiry ms |
+| `mm:{Q}:lease`             | string | id of the process running this queue's matcher (PX)  |
+| `mm:player:{P}`            | string | the ticket a player waits in (at most one, any queue)|
+| `mm:ratings`               | hash   | player -> `mu sigma games`                            |
+| `stadium:relays`           | hash   | relay URL -> `{"url", "load", "expires"}` (JSON)      |
+| `stadium:match:{M}:joined` | hash   | player -> unix ms of their first join (1 day)        |
 
 `stadium:relays` is written by the relays (relay/directory.py); entries past `expires`
-(unix seconds) are ignored and removed.
+(unix seconds) are ignored and removed. `stadium:match:{M}:joined` is written by the relay
+that admits a player with a token for match M (relay/directory.py), read by the matcher.
 
 Ticket ids are `Q.<32 hex>` and match ids `Q.<16 hex>`, so either leads to its queue's keys.
 """
@@ -37,6 +42,15 @@ def ticket(queue: str, ticket_id: str) -> str:
 
 def match(queue: str, match_id: str) -> str:
     return f"{_tag(queue)}:m:{match_id}"
+
+
+def seating(queue: str) -> str:
+    return f"{_tag(queue)}:seating"
+
+
+def joined(match_id: str) -> str:
+    """The same name as relay/directory.py writes: its own hash tag, the match id."""
+    return f"stadium:match:{{{match_id}}}:joined"
 
 
 def lease(queue: str) -> str:

@@ -33,6 +33,13 @@ class Metrics:
                                       "Time of one matching pass, Redis included", ["queue"],
                                       registry=r,
                                       buckets=(.001, .005, .01, .025, .05, .1, .25, .5, 1))
+        self.seats_released = Counter(
+            "stadium_matchmaker_seats_released",
+            "Seats not taken by their expiry plus --seat-grace (the player never joined)",
+            ["queue"], registry=r)
+        self.matches_incomplete = Counter(
+            "stadium_matchmaker_matches_incomplete",
+            "Matches with at least one seat not taken by its expiry", ["queue"], registry=r)
         self.no_relay = Counter("stadium_matchmaker_no_relay",
                                 "Matches left waiting because no relay was registered",
                                 ["queue"], registry=r)

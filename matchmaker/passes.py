@@ -1,5 +1,6 @@
 """One matching pass of one queue against Redis: read the waiting tickets, fail the ones
-past their wait, run the matcher, seat each match on a relay and commit it atomically."""
+past their wait, run the matcher, seat each match on a relay and commit it atomically, and
+release the seats of matches past their seat expiry, reporting who never joined."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from matchmaker.seats import live_relays, pick, seat_players
 from matchmaker.store import Store, Ticket
 
 log = logging.getLogger("stadium.matchmaker")
+
+RELEASE_BATCH = 500  # matches released per pass; a backlog is worked off over the next passes
 
 
 def pool_of(tickets: Sequence[Ticket], now: float) -> tuple[Pool, list[str]]:
@@ -42,13 +45,15 @@ class QueueMatcher:
     """Runs the passes of one queue while this process holds the queue's lease."""
 
     def __init__(self, store: Store, queue: Queue, metrics: Metrics, *, owner: str,
-                 secret: str | None, seat_ttl: float, lease_ttl: float) -> None:
+                 secret: str | None, seat_ttl: float, lease_ttl: float,
+                 seat_grace: float = 7.0) -> None:
         self.store = store
         self.queue = queue
         self.metrics = metrics
         self.owner = owner
         self.secret = secret
         self.seat_ttl = seat_ttl
+        self.seat_grace = seat_grace
         self.lease_ttl = lease_ttl
         self._cache: dict[str, Ticket] = {}  # tickets never change once created
         self._warned_no_relay = 0.0
@@ -82,8 +87,50 @@ class QueueMatcher:
             found = match(pool, q.rules())
             if len(found):
                 committed = await self._seat(tickets, found, regions, now)
+        if self.secret is not None:
+            await self._release_seats(time.time())
         self.metrics.pass_seconds.labels(q.name).observe(time.perf_counter() - started)
         return committed
+
+    async def _release_seats(self, now: float) -> int:
+        """Report the matches whose seats expired more than `seat_grace` ago: who joined
+        (the relay wrote it) and who did not; a no-show's ticket says so. Returns how many."""
+        q = self.queue
+        due = await self.store.due_seatings(q.name, now - self.seat_grace, RELEASE_BATCH)
+        if not due:
+            return 0
+        records = await self.store.seating(q.name, due)
+        tickets: dict[str, Ticket | None] = {}
+        wanted = sorted({tid for r, _ in records if r is not None for tid in r["tickets"]})
+        for tid, t in zip(wanted, await self.store.tickets(q.name, wanted), strict=True):
+            tickets[tid] = t
+        released = 0
+        for match_id, (record, joined) in zip(due, records, strict=True):
+            if record is None:  # the match expired (--match-ttl): nothing left to report
+                await self.store.release_seats(q.name, match_id, {}, {})
+                continue
+            players = [p for team in record["teams"] for p in team]
+            taken = {p: joined[p] for p in players if p in joined}
+            missing = [p for p in players if p not in taken]
+            marks: dict[str, tuple[str, list[str]]] = {}
+            for tid in record["tickets"]:
+                t = tickets.get(tid)
+                absent = [] if t is None else [p for p in t.players if p not in taken]
+                if t is not None and absent:  # a whole party away makes the ticket a
+                    # no-show; a party with someone in stays matched and lists the absent
+                    marks[tid] = ("no_show" if len(absent) == len(t.players) else "", absent)
+            report = {"status": "incomplete" if missing else "seated",
+                      "expires": record.get("seat_expires"), "joined": taken,
+                      "no_shows": missing, "released": now}
+            if not await self.store.release_seats(q.name, match_id, report, marks):
+                continue  # another process released it first
+            released += 1
+            if missing:
+                self.metrics.seats_released.labels(q.name).inc(len(missing))
+                self.metrics.matches_incomplete.labels(q.name).inc()
+                log.info("match %s: %d of %d seats not taken by their expiry: %s", match_id,
+                         len(missing), len(players), ",".join(missing))
+        return released
 
     async def _fail(self, tickets: list[Ticket], reason: str) -> None:
         n = await self.store.fail(self.queue.name, [t.id for t in tickets], reason)
@@ -121,6 +168,7 @@ class QueueMatcher:
                       "tickets": [t.id for t, _ in members], "created": now,
                       "region": region, "worst_latency_ms": float(found.worst_latency[g]),
                       "rating_spread": float(found.spread[g]),
+                      "seat_expires": None if self.secret is None else now + self.seat_ttl,
                       "win_probability": [float(p) for p in found.win[g]]}
             by_ticket = {t.id: {p: seats[p] for p in t.players} for t, _ in members}
             gone = await self.store.commit_match(q.name, record, by_ticket)

@@ -21,25 +21,43 @@ end
 return status
 """
 
-# KEYS: waiting, match, ticket 1..n. ARGV: match data JSON, match ttl, ticket ttl, then
-# (ticket id, seats JSON) per ticket. All tickets still waiting: all become matched, the
-# match is stored, and {} is returned; otherwise nothing changes and the ids no longer
-# waiting are returned.
+# KEYS: waiting, match, seating, ticket 1..n. ARGV: match data JSON, match ttl, ticket ttl,
+# match id, seat expiry ms ('' when seats are not tracked), then (ticket id, seats JSON) per
+# ticket. All tickets still waiting: all become matched, the match is stored (and waits in
+# seating until its seats expire), and {} is returned; otherwise nothing changes and the ids
+# no longer waiting are returned.
 MATCH = """
 local gone = {}
-for i = 4, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   if not redis.call('ZSCORE', KEYS[1], ARGV[i]) then gone[#gone + 1] = ARGV[i] end
 end
 if #gone > 0 then return gone end
-for i = 4, #ARGV, 2 do
-  local t = KEYS[3 + (i - 4) / 2]
+for i = 6, #ARGV, 2 do
+  local t = KEYS[4 + (i - 6) / 2]
   redis.call('HSET', t, 'status', 'matched', 'seats', ARGV[i + 1])
   redis.call('EXPIRE', t, ARGV[3])
   redis.call('ZREM', KEYS[1], ARGV[i])
 end
 redis.call('HSET', KEYS[2], 'data', ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
+if ARGV[5] ~= '' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4]) end
 return {}
+"""
+
+# KEYS: seating, match, ticket 1..n. ARGV: match id, seats JSON, then (status or '' to keep
+# it, no-shows JSON) per ticket. Once per match: 0 when it was released already. Tickets
+# are marked only while still `matched` and present (an expired one is not recreated).
+RELEASE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('HSET', KEYS[2], 'seats', ARGV[2]) end
+for i = 3, #ARGV, 2 do
+  local t = KEYS[3 + (i - 3) / 2]
+  if redis.call('HGET', t, 'status') == 'matched' then
+    redis.call('HSET', t, 'no_shows', ARGV[i + 1])
+    if ARGV[i] ~= '' then redis.call('HSET', t, 'status', ARGV[i]) end
+  end
+end
+return 1
 """
 
 # KEYS: waiting, ticket 1..n. ARGV: reason, ticket ttl, ticket ids. Waiting tickets fail.

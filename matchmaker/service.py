@@ -58,7 +58,8 @@ class MatchmakerService:
         self.port = server.servers[0].sockets[0].getsockname()[1]
         for q in self.queues.values():
             matcher = QueueMatcher(store, q, metrics, owner=self.owner, secret=cfg.secret,
-                                   seat_ttl=cfg.seat_ttl, lease_ttl=cfg.lease_ttl)
+                                   seat_ttl=cfg.seat_ttl, lease_ttl=cfg.lease_ttl,
+                                   seat_grace=cfg.seat_grace)
             self._loops.append(asyncio.create_task(self._run(matcher)))
         log.info("matchmaker listening on http://%s:%d (queues: %s)", cfg.host, self.port,
                  ", ".join(self.queues))

@@ -66,6 +66,17 @@ def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def _joined(raw: dict[Any, Any]) -> dict[str, float]:
+    """The relay's joined hash (player -> unix ms) as player -> unix seconds."""
+    out = {}
+    for k, v in raw.items():
+        try:
+            out[_text(k)] = int(v) / 1000
+        except ValueError:
+            continue  # not written by a relay: ignore rather than fail the report
+    return out
+
+
 def queue_of(ticket_id: str) -> str:
     m = TICKET_ID.fullmatch(ticket_id)
     if m is None:
@@ -97,6 +108,7 @@ class Store:
         self._swap = redis.register_script(scripts.SWAP)
         self._result = redis.register_script(scripts.RESULT)
         self._rate = redis.register_script(scripts.RATE)
+        self._release = redis.register_script(scripts.RELEASE)
 
     def queue(self, name: str) -> Queue:
         q = self.queues.get(name)
@@ -211,6 +223,8 @@ class Store:
             view["seats"] = seats
         if "reason" in h:
             view["reason"] = h["reason"]
+        if "no_shows" in h:
+            view["no_shows"] = json.loads(h["no_shows"])
         return view
 
     async def cancel(self, ticket_id: str) -> dict[str, Any]:
@@ -222,7 +236,7 @@ class Store:
         if before is None:
             raise MatchmakerError(404, "unknown_ticket", f"no ticket {ticket_id!r}")
         before = _text(before)
-        if before == "matched":
+        if before in ("matched", "no_show"):
             raise MatchmakerError(409, "already_matched",
                                   "the ticket was matched before the cancel arrived")
         if before == "failed":
@@ -251,17 +265,48 @@ class Store:
 
     async def commit_match(self, queue: str, match: dict[str, Any],
                            seats: dict[str, dict[str, Any]]) -> list[str]:
-        """Store the match and mark its tickets matched with their seats, all or nothing.
+        """Store the match and mark its tickets matched with their seats, all or nothing; a
+        match with `seat_expires` waits in the queue's seating set until then.
         Returns the ticket ids that were no longer waiting (then nothing was written)."""
         ticket_ids = list(seats)
+        expires = match.get("seat_expires")
         args: list[Any] = [json.dumps(match, separators=(",", ":")), self.match_ttl,
-                           self.ticket_ttl]
+                           self.ticket_ttl, match["id"],
+                           "" if expires is None else int(expires * 1000)]
         for tid in ticket_ids:
             args += [tid, json.dumps(seats[tid], separators=(",", ":"))]
         gone = await self._match(
-            keys=[keys.waiting(queue), keys.match(queue, match["id"]),
+            keys=[keys.waiting(queue), keys.match(queue, match["id"]), keys.seating(queue),
                   *(keys.ticket(queue, t) for t in ticket_ids)], args=args)
         return [_text(g) for g in gone]
+
+    async def due_seatings(self, queue: str, until: float, limit: int) -> list[str]:
+        """Ids of up to `limit` matches whose seats expired before `until` (unix seconds)."""
+        raw = await self.redis.zrangebyscore(keys.seating(queue), "-inf", int(until * 1000),
+                                             start=0, num=limit)
+        return [_text(m) for m in raw]
+
+    async def seating(self, queue: str, match_ids: Sequence[str]
+                      ) -> list[tuple[dict[str, Any] | None, dict[str, float]]]:
+        """Per match: its record (None once expired) and who joined: player -> unix seconds."""
+        pipe = self.redis.pipeline(transaction=False)
+        for mid in match_ids:
+            pipe.hget(keys.match(queue, mid), "data")
+            pipe.hgetall(keys.joined(mid))
+        raw = await pipe.execute()
+        return [(None if data is None else json.loads(data), _joined(joined))
+                for data, joined in zip(raw[::2], raw[1::2], strict=True)]
+
+    async def release_seats(self, queue: str, match_id: str, seats: dict[str, Any],
+                            no_shows: dict[str, tuple[str, list[str]]]) -> bool:
+        """Write the match's seat report and mark tickets with their no-shows (ticket id ->
+        (new status or '' to keep it, players)); False when already released."""
+        args: list[Any] = [match_id, json.dumps(seats, separators=(",", ":"))]
+        for status, players in no_shows.values():
+            args += [status, json.dumps(players)]
+        return bool(await self._release(
+            keys=[keys.seating(queue), keys.match(queue, match_id),
+                  *(keys.ticket(queue, t) for t in no_shows)], args=args))
 
     async def fail(self, queue: str, ticket_ids: Sequence[str], reason: str) -> int:
         if not ticket_ids:
@@ -291,6 +336,16 @@ class Store:
         h = {_text(k): _text(v) for k, v in raw.items()}
         out: dict[str, Any] = json.loads(h["data"])
         del out["tickets"]  # a ticket id reads every seat of that ticket: not for everyone
+        expires = out.pop("seat_expires", None)
+        if "seats" in h:
+            out["seats"] = json.loads(h["seats"])
+        elif expires is None:  # no --secret: the relay cannot tell who joined
+            out["seats"] = {"status": "untracked"}
+        else:
+            players = {p for team in out["teams"] for p in team}
+            joined = _joined(await self.redis.hgetall(keys.joined(match_id)))
+            out["seats"] = {"status": "seating", "expires": expires, "no_shows": [],
+                            "joined": {p: t for p, t in joined.items() if p in players}}
         out["result"] = json.loads(h["result"]) if "result" in h else None
         return out
 

@@ -35,7 +35,8 @@ class TickTimes:
 class Stats:
     __slots__ = ("messages_in", "bytes_in", "messages_out", "bytes_out", "rate_limit_drops",
                  "handler_errors", "closes", "http_rejects", "handshakes", "tick_times",
-                 "tick_overruns", "hibernations", "wakes", "updates_skipped")
+                 "tick_overruns", "hibernations", "wakes", "updates_skipped",
+                 "seat_join_errors")
 
     def __init__(self) -> None:
         self.messages_in = 0
@@ -48,6 +49,7 @@ class Stats:
         self.hibernations = 0
         self.wakes = 0
         self.updates_skipped = 0
+        self.seat_join_errors = 0
         self.closes: Counter[int] = Counter()
         self.http_rejects: Counter[int] = Counter()
         self.tick_times: dict[str, TickTimes] = {}
@@ -87,6 +89,8 @@ class _RelayCollector(Collector):
              s.updates_skipped),
             ("room_wakes", "Hibernated rooms woken by a message, request, close or alarm",
              s.wakes),
+            ("seat_join_errors", "Seat joins that could not be written to Redis",
+             s.seat_join_errors),
         ):
             yield CounterMetricFamily(f"stadium_relay_{name}", doc, value=value)
         closes = CounterMetricFamily("stadium_relay_closes", "Closed connections by close code",

@@ -107,7 +107,8 @@ class Relay:
             log.warning("no --secret: the relay admits every client without a join token")
         if cfg.redis_url:  # rooms live in memory; Redis holds this relay's directory entry
             self._directory = RelayDirectory(cfg.redis_url, cfg.public_url or self.url,
-                                             lambda: self._gauges()["connections"])
+                                             lambda: self._gauges()["connections"],
+                                             stats=self.stats)
             self._directory.start()
 
     async def _redis_client(self) -> Any:
@@ -482,6 +483,8 @@ class Relay:
         conn.phase = OPEN
         conn._reader = FrameReader(masked=True, max_message_size=cfg.max_message_size)
         conn.player = claims.player if claims is not None else None
+        if claims is not None and self._directory is not None:
+            self._directory.record_join(claims)  # the matchmaker reports seats not taken
         conn.msg_tokens = cfg.msg_burst
         conn.byte_tokens = cfg.byte_burst
         conn.bucket_at = now
