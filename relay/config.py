@@ -59,6 +59,10 @@ class RelayConfig:
     ip_max_pending: int = setting(
         100, "sockets one address may hold before its request is complete (else HTTP 429); "
         "not applied with --trust-proxy")
+    flush_interval: float = setting(
+        0.002, "seconds the first message of a batch waits so that what follows joins it in "
+        "one write per socket (state ticks write at once); 0: write at the end of every "
+        "event-loop pass")
     max_outbound_buffer: int = setting(
         4194304, "bytes queued for a client that does not read before it is closed (1008)")
     slow_reader_bytes: int = setting(
@@ -85,6 +89,8 @@ class RelayConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if not 0 <= self.flush_interval <= 1:
+            raise ConfigError(f"flush_interval must be 0-1 seconds, not {self.flush_interval}")
         if self.slow_reader_bytes > self.max_outbound_buffer:
             raise ConfigError(f"slow_reader_bytes ({self.slow_reader_bytes}) must not be over "
                               f"max_outbound_buffer ({self.max_outbound_buffer})")

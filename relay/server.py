@@ -225,7 +225,11 @@ class Relay:
     def _schedule_flush(self) -> None:
         if not self._flush_pending:
             self._flush_pending = True
-            self.loop.call_soon(self._flush)
+            delay = self.config.flush_interval
+            if delay:
+                self.loop.call_later(delay, self._flush)
+            else:
+                self.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         """One write per socket for everything queued to it during this loop pass: a room's
