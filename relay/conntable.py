@@ -38,13 +38,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("stadium.relay")
 
 HANDSHAKE, OPEN, CLOSING, CLOSED = range(4)
+SHARED = FrameReader(masked=True, max_message_size=0)  # never fed: see Connection._reader
 
 
 class Connection(asyncio.Protocol):
     """One socket. Public to rooms: `id`, `player`, `ip`, `tags`, `state`, `send`, `close`."""
 
     __slots__ = (
-        "id", "ip", "player", "tags", "room", "phase", "out", "last_seen", "ping_sent",
+        "id", "ip", "player", "_tags", "room", "phase", "out", "last_seen", "ping_sent",
         "deadline", "close_code", "msg_tokens", "byte_tokens", "bucket_at", "strikes",
         "strike_at", "synced", "slow_since", "cursor", "_state", "_relay", "_transport", "_reader",
         "_head", "_request", "_need",
@@ -55,7 +56,7 @@ class Connection(asyncio.Protocol):
         self.id = 0
         self.ip = ""
         self.player: str | None = None
-        self.tags: set[str] = set()
+        self._tags: set[str] | None = None  # made on first use: most sockets have none
         self.room: Room | None = None
         self.phase = HANDSHAKE
         self.out: list[bytes] | None = None
@@ -75,6 +76,9 @@ class Connection(asyncio.Protocol):
         self.cursor = 0
         self._state: Any = None
         self._transport: asyncio.Transport | None = None
+        # SHARED between frames: it reads with the relay's one reader, which holds nothing
+        # then; a socket keeps a reader of its own only while a frame or a fragmented message
+        # is incomplete. None: it does not read frames (handshake, failed, closed).
         self._reader: FrameReader | None = None
         self._head = bytearray()  # the request head, then its body, until answered or upgraded
         self._request: Request | None = None  # parsed head while its body is arriving
@@ -84,6 +88,14 @@ class Connection(asyncio.Protocol):
         return f"<Connection {self.id} {self.ip} phase={self.phase}>"
 
     # --- API for rooms -----------------------------------------------------------------
+    @property
+    def tags(self) -> set[str]:
+        """Strings the room labels this socket with; `room.connections(tag=...)` selects."""
+        tags = self._tags
+        if tags is None:
+            tags = self._tags = set()
+        return tags
+
     @property
     def state(self) -> Any:
         """A small attachment (msgpack-encodable, at most `max_attachment_size` bytes)."""
@@ -187,12 +199,23 @@ class Connection(asyncio.Protocol):
         self.byte_tokens = bt - nbytes
         mt = self.msg_tokens + elapsed * cfg.msg_rate
         self.msg_tokens = mt if mt < cfg.msg_burst else cfg.msg_burst
+        shared = reader is SHARED
+        if shared:
+            reader = relay.idle_reader
         try:
             events = reader.feed(data)
         except ProtocolError as e:
+            if shared:  # it may hold part of the bad frame: start afresh
+                relay.idle_reader = relay._new_reader()
             self._handle(e.events, now)
             self._fail(e.code, e.reason)
             return
+        if reader.idle:
+            if not shared:
+                self._reader = SHARED  # its own is no longer needed
+        elif shared:  # a partial frame: this socket keeps the reader, the relay takes another
+            self._reader = reader
+            relay.idle_reader = relay._new_reader()
         if events:
             self._handle(events, now)
 

@@ -225,7 +225,7 @@ class Room:
     def connections(self, tag: str | None = None) -> list[Connection]:
         if tag is None:
             return list(self._conns.values())
-        return [c for c in self._conns.values() if tag in c.tags]
+        return [c for c in self._conns.values() if c._tags is not None and tag in c._tags]
 
     def connection(self, conn_id: int) -> Connection | None:
         return self._conns.get(conn_id)

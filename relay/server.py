@@ -12,12 +12,13 @@ import json
 import logging
 import re
 import ssl
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from relay.arena import ArenaRoom
 from relay.config import RelayConfig
-from relay.conntable import CLOSING, HANDSHAKE, OPEN, Connection
+from relay.conntable import CLOSING, HANDSHAKE, OPEN, SHARED, Connection
 from relay.demo import DemoSite
 from relay.directory import RelayDirectory
 from relay.hibernation import SleepingRoom, can_hibernate, hibernate
@@ -47,6 +48,7 @@ ROOM_PATH = re.compile(r"/rooms/([^/]*)/([^/]*)")
 TYPE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ROOM_ID = re.compile(r"[A-Za-z0-9_.:~-]{1,128}")
 _PING = encode_frame(OP_PING, b"")
+_UPGRADED = bytearray()  # every upgraded socket's conn._head: none reads a request again
 SWEEP_INTERVAL = 1.0
 
 
@@ -74,6 +76,7 @@ class Relay:
         self._dirty: list[Connection] = []  # sockets with their own queue (conn.out)
         self._dirty_rooms: list[Room] = []  # rooms with broadcasts to flush (room._shared)
         self._slow: set[Connection] = set()  # sockets over --slow-reader-bytes
+        self.idle_reader = self._new_reader()  # shared by every socket between frames
         self._flush_pending = False
         self._ip_conns: dict[str, int] = {}
         self._ip_pending: dict[str, int] = {}
@@ -169,11 +172,15 @@ class Relay:
         await asyncio.sleep(0)
 
     # --- sockets -----------------------------------------------------------------------
+    def _new_reader(self) -> FrameReader:
+        return FrameReader(masked=True, max_message_size=self.config.max_message_size)
+
     def _accepted(self, conn: Connection, transport: asyncio.Transport) -> None:
         conn.id = self._next_id
         self._next_id += 1
         peer = transport.get_extra_info("peername")
-        conn.ip = peer[0] if isinstance(peer, tuple) else "unix"
+        # One string per address, not per socket (thousands share an address in tests)
+        conn.ip = sys.intern(peer[0]) if isinstance(peer, tuple) else "unix"
         conn.deadline = self.loop.time() + self.config.handshake_timeout
         if self.draining:
             conn.phase = CLOSING
@@ -469,7 +476,6 @@ class Relay:
             raise HttpError(503, "draining", "the relay is shutting down; try another")
         type_name, room_id = self._route(req.path)
         ip = conn.ip
-        now = self.loop.time()
         if self._ip_conns.get(ip, 0) >= cfg.ip_max_connections:
             raise HttpError(429, "too_many_connections",
                             f"{cfg.ip_max_connections} connections already open from {ip}")
@@ -485,13 +491,15 @@ class Relay:
         t.write(accept_response(accept))
         self._end_handshake(conn)
         conn.phase = OPEN
-        conn._reader = FrameReader(masked=True, max_message_size=cfg.max_message_size)
+        conn._reader = SHARED
+        conn._head = _UPGRADED
+        conn.deadline = 0.0
         conn.player = claims.player if claims is not None else None
         if claims is not None and self._directory is not None:
             self._directory.record_join(claims)  # the matchmaker reports seats not taken
         conn.msg_tokens = cfg.msg_burst
         conn.byte_tokens = cfg.byte_burst
-        conn.bucket_at = now
+        conn.bucket_at = conn.last_seen  # this read's time (one float, not two)
         self._ip_conns[ip] = self._ip_conns.get(ip, 0) + 1
         self.stats.handshakes += 1
         if room._shared:  # broadcast before it joined, in this same loop pass: not for it

@@ -177,6 +177,11 @@ class FrameReader:
         self._utf8: codecs.IncrementalDecoder | None = None
 
     @property
+    def idle(self) -> bool:
+        """Between frames and messages: nothing held, so it may serve another socket."""
+        return not self._parts and not self._frag_op
+
+    @property
     def buffered(self) -> int:
         """Bytes held for an incomplete frame."""
         return self._have + self._frag_size
