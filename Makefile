@@ -3,17 +3,23 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+LOAD_STAMP := $(VENV)/.installed-load
 NODE_STAMP := tests/node/node_modules/.installed
 JS_STAMP   := sdk/js/node_modules/.installed
 BROWSER_STAMP := tests/browser/node_modules/.installed
 
-.PHONY: install run test bench bench-state loadtest-leaderboard lint clean
+.PHONY: install run test bench bench-state loadtest-leaderboard loadtest-matchmaker lint clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml sdk/python/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]' -e ./sdk/python
+	touch $@
+
+# locust: the load tests' users, which the test suite runs briefly
+$(LOAD_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[load]'
 	touch $@
 
 $(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
@@ -32,7 +38,7 @@ $(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json
 run: install
 	$(VENV)/bin/stadium dev
 
-test: install $(NODE_STAMP) $(JS_STAMP) $(BROWSER_STAMP)
+test: install $(LOAD_STAMP) $(NODE_STAMP) $(JS_STAMP) $(BROWSER_STAMP)
 	$(PY) -m pytest -q
 	node --test sdk/js/test/
 	node --test tests/browser/
@@ -43,9 +49,11 @@ bench: install
 bench-state: install
 	$(PY) -m loadtest.state $(BENCH_ARGS)
 
-loadtest-leaderboard: install
-	$(PY) -m pip install --quiet -e '.[load]'
+loadtest-leaderboard: $(LOAD_STAMP)
 	$(PY) -m loadtest.leaderboard.locust_run $(LOADTEST_ARGS)
+
+loadtest-matchmaker: $(LOAD_STAMP)
+	$(PY) -m loadtest.matchmaker.locust_run $(LOADTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check relay stadium matchmaker leaderboard sdk/python tests loadtest
