@@ -25,7 +25,7 @@ async def test_interleaved_partial_frames_from_several_sockets(relay: RelayProce
     await _settle()
     b.send("from b, whole")
     await _settle()
-    c.send_frame(OP_TEXT, "from c, part 1 ".encode(), fin=False)  # a fragmented message
+    c.send_frame(OP_TEXT, b"from c, part 1 ", fin=False)  # a fragmented message
     await _settle()
     a.send_raw(frame_a[1:5000])
     await _settle()
@@ -33,7 +33,7 @@ async def test_interleaved_partial_frames_from_several_sockets(relay: RelayProce
     await _settle()
     b.send("from b, again")
     await _settle()
-    c.send_frame(OP_CONT, "und 2".encode(), fin=True)
+    c.send_frame(OP_CONT, b"und 2", fin=True)
     await _settle()
     a.send_raw(frame_a[5000:])
     got = [await watcher.recv() for _ in range(4)]
