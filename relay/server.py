@@ -502,7 +502,7 @@ class Relay:
         conn.bucket_at = conn.last_seen  # this read's time (one float, not two)
         self._ip_conns[ip] = self._ip_conns.get(ip, 0) + 1
         self.stats.handshakes += 1
-        if room._shared:  # broadcast before it joined, in this same loop pass: not for it
+        if room._shared:  # broadcast before it joined, in this same batch: not for it
             conn._own()
             conn.cursor = len(room._shared)
         conn.room = room

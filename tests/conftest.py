@@ -42,6 +42,6 @@ def relay() -> Iterator[RelayProcess]:
     r = start_relay("--ip-max-connections", "5000", "--ip-handshake-burst", "5000",
                     "--ip-handshake-rate", "5000", "--room", "faulty=tests.rooms:FaultyRoom",
                     "--room", "echo=tests.rooms:EchoRoom",
-                    "--room", "order=tests.rooms:OrderRoom")
+                    "--room", "order=tests.rooms:OrderRoom", "--room", "mix=tests.rooms:MixRoom")
     yield r
     r.stop(signal.SIGKILL)

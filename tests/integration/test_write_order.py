@@ -8,29 +8,25 @@ import base64
 import os
 
 from stadium_client import Room
-from tests.conftest import RelayProcess, start_relay
+from tests.conftest import RelayProcess
 
 
 async def _texts(room: Room, n: int) -> list[str]:
     return [str(await asyncio.wait_for(room.recv(), 5)) for _ in range(n)]
 
 
-async def test_broadcasts_and_direct_sends_keep_their_order() -> None:
-    r = start_relay("--room", "mix=tests.rooms:MixRoom")
-    try:
-        url = f"{r.url}/rooms/mix/m1"
-        async with await Room.connect(url) as s, await Room.connect(url) as o:
-            await _texts(s, 1)
-            await _texts(o, 1)
-            await s.send("mix")
-            assert await _texts(s, 4) == ["A", "P", "C", "Q"]  # B and D excluded it
-            assert await _texts(o, 4) == ["A", "B", "C", "D"]
-            await s.send("mix")
-            await o.send("mix")
-            assert await _texts(s, 4 + 4) == ["A", "P", "C", "Q", "A", "B", "C", "D"]
-            assert await _texts(o, 4 + 4) == ["A", "B", "C", "D", "A", "P", "C", "Q"]
-    finally:
-        r.stop()
+async def test_broadcasts_and_direct_sends_keep_their_order(relay: RelayProcess) -> None:
+    url = f"{relay.url}/rooms/mix/m1"
+    async with await Room.connect(url) as s, await Room.connect(url) as o:
+        await _texts(s, 1)
+        await _texts(o, 1)
+        await s.send("mix")
+        assert await _texts(s, 4) == ["A", "P", "C", "Q"]  # B and D excluded it
+        assert await _texts(o, 4) == ["A", "B", "C", "D"]
+        await s.send("mix")
+        await o.send("mix")
+        assert await _texts(s, 4 + 4) == ["A", "P", "C", "Q", "A", "B", "C", "D"]
+        assert await _texts(o, 4 + 4) == ["A", "B", "C", "D", "A", "P", "C", "Q"]
 
 
 async def _read_text(reader: asyncio.StreamReader) -> str:
@@ -53,33 +49,30 @@ async def _upgrade(r: RelayProcess, path: str) -> tuple[asyncio.StreamReader,
     return reader, writer, request
 
 
-async def test_a_socket_joining_during_a_flush_gets_only_later_broadcasts() -> None:
-    r = start_relay("--room", "mix=tests.rooms:MixRoom")
-    try:
-        url = f"{r.url}/rooms/mix/m2"
-        async with await Room.connect(url) as a, await Room.connect(url) as c:
-            await _texts(a, 1)
-            await _texts(c, 1)
-            reader, writer, request = await _upgrade(r, "/rooms/mix/m2")
-            await asyncio.sleep(0.2)  # accepted, not yet upgraded
-            # While the relay sleeps in c's handler, a's broadcast request and b's upgrade
-            # arrive: the relay reads both in one pass, the broadcast first.
-            await c.send("hold")
-            await asyncio.sleep(0.1)
-            await a.send("roll")
-            await asyncio.sleep(0.05)
-            writer.write(request)
-            await writer.drain()
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-            assert head.startswith(b"HTTP/1.1 101")
-            me = (await asyncio.wait_for(_read_text(reader), 5)).split()[1]
-            await a.send("roll")
-            # b may see the first roll only if it was a member then; it sees the second.
-            while True:
-                members = (await asyncio.wait_for(_read_text(reader), 5)).split()[1:]
-                assert me in members, f"b ({me}) got a broadcast from before it joined"
-                if len(members) == 3:
-                    break
-            writer.close()
-    finally:
-        r.stop()
+async def test_a_socket_joining_during_a_flush_gets_only_later_broadcasts(
+        relay: RelayProcess) -> None:
+    url = f"{relay.url}/rooms/mix/m2"
+    async with await Room.connect(url) as a, await Room.connect(url) as c:
+        await _texts(a, 1)
+        await _texts(c, 1)
+        reader, writer, request = await _upgrade(relay, "/rooms/mix/m2")
+        await asyncio.sleep(0.2)  # accepted, not yet upgraded
+        # While the relay sleeps in c's handler, a's broadcast request and b's upgrade
+        # arrive: the relay reads both in one pass, the broadcast first.
+        await c.send("hold")
+        await asyncio.sleep(0.1)
+        await a.send("roll")
+        await asyncio.sleep(0.05)
+        writer.write(request)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101")
+        me = (await asyncio.wait_for(_read_text(reader), 5)).split()[1]
+        await a.send("roll")
+        # b may see the first roll only if it was a member then; it sees the second.
+        while True:
+            members = (await asyncio.wait_for(_read_text(reader), 5)).split()[1:]
+            assert me in members, f"b ({me}) got a broadcast from before it joined"
+            if len(members) == 3:
+                break
+        writer.close()
