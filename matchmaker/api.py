@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from matchmaker.metrics import Metrics
 from matchmaker.queues import MAX_PLAYERS
 from matchmaker.ratings import Rating
 from matchmaker.store import MatchmakerError, Store, check_player
+from matchmaker.waiters import TicketWaiters
 from stadium import __version__
 from stadium.http import add_cors, add_error_handlers, error_response, key_matches
 
@@ -73,7 +75,7 @@ class _Measure:
             self.metrics.requests.labels(name, str(status[0])).inc()
 
 
-def create_app(store: Store, metrics: Metrics, api_key: str | None,
+def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: TicketWaiters,
                max_long_poll: float = 30.0, cors_origins: Sequence[str] = ()) -> Any:
     app = FastAPI(title="Stadium matchmaker", version=__version__,
                   description="Tickets wait in queues until the matcher seats them in a room "
@@ -130,14 +132,17 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None,
         if timeout > max_long_poll:
             raise MatchmakerError(422, "bad_timeout", f"timeout is at most {max_long_poll:g}s")
         deadline = time.monotonic() + timeout
-        pause = 0.05
         while True:
-            view = await store.ticket(ticket_id)
-            left = deadline - time.monotonic()
-            if view["status"] != "waiting" or left <= 0:
-                return JSONResponse(view)
-            await asyncio.sleep(min(pause, left))
-            pause = min(pause * 1.5, 0.25)
+            woken = waiters.expect(ticket_id)  # before the read: no notice falls in between
+            try:
+                view = await store.ticket(ticket_id)
+                left = deadline - time.monotonic()
+                if view["status"] != "waiting" or left <= 0:
+                    return JSONResponse(view)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken, min(left, waiters.recheck))
+            finally:
+                waiters.drop(ticket_id, woken)
 
     @app.delete("/tickets/{ticket_id}", tags=["tickets"])
     async def cancel_ticket(ticket_id: str) -> JSONResponse:

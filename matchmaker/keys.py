@@ -19,12 +19,16 @@
 (unix seconds) are ignored and removed. `stadium:match:{M}:joined` is written by the relay
 that admits a player with a token for match M (relay/directory.py), read by the matcher.
 
+The scripts that take tickets out of waiting (match, fail, cancel) publish their ids,
+space-separated, on the pub/sub channel `mm:ticket-events`; long-polls wait for that.
+
 Ticket ids are `Q.<32 hex>` and match ids `Q.<16 hex>`, so either leads to its queue's keys.
 """
 
 from __future__ import annotations
 
 RATINGS = "mm:ratings"
+TICKET_EVENTS = "mm:ticket-events"  # pub/sub: ids of tickets that stopped waiting
 RELAYS = "stadium:relays"  # the same name as relay/directory.py writes
 
 

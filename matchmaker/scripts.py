@@ -1,4 +1,5 @@
-"""Lua scripts: each ticket state change is one atomic step on one queue's keys."""
+"""Lua scripts: each ticket state change is one atomic step on one queue's keys. Those that
+take tickets out of waiting publish their ids on `mm:ticket-events` (keys.TICKET_EVENTS)."""
 
 # KEYS: ticket, waiting. ARGV: ticket id, data JSON, created ms, ttl s, max waiting.
 CREATE = """
@@ -17,6 +18,7 @@ if status == 'waiting' then
   redis.call('HSET', KEYS[1], 'status', 'cancelled')
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('PUBLISH', 'mm:ticket-events', ARGV[1])
 end
 return status
 """
@@ -41,6 +43,9 @@ end
 redis.call('HSET', KEYS[2], 'data', ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 if ARGV[5] ~= '' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4]) end
+local ids = {}
+for i = 6, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
+redis.call('PUBLISH', 'mm:ticket-events', table.concat(ids, ' '))
 return {}
 """
 
@@ -62,15 +67,16 @@ return 1
 
 # KEYS: waiting, ticket 1..n. ARGV: reason, ticket ttl, ticket ids. Waiting tickets fail.
 FAIL = """
-local n = 0
+local failed = {}
 for i = 3, #ARGV do
   if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
     redis.call('HSET', KEYS[i - 1], 'status', 'failed', 'reason', ARGV[1])
     redis.call('EXPIRE', KEYS[i - 1], ARGV[2])
-    n = n + 1
+    failed[#failed + 1] = ARGV[i]
   end
 end
-return n
+if #failed > 0 then redis.call('PUBLISH', 'mm:ticket-events', table.concat(failed, ' ')) end
+return #failed
 """
 
 # KEYS: lease. ARGV: owner, ttl ms. 1 when the caller holds the lease (now or already).

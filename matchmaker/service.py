@@ -18,6 +18,7 @@ from matchmaker.config import MatchmakerConfig
 from matchmaker.metrics import Metrics
 from matchmaker.passes import QueueMatcher
 from matchmaker.store import Store
+from matchmaker.waiters import TicketWaiters
 from stadium.redis_client import connect
 
 log = logging.getLogger("stadium.matchmaker")
@@ -36,6 +37,7 @@ class MatchmakerService:
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
+        self._waiters: TicketWaiters | None = None
 
     async def start(self) -> None:
         cfg = self.cfg
@@ -45,7 +47,10 @@ class MatchmakerService:
         metrics = Metrics()
         if cfg.secret is None:
             log.warning("no --secret: seats carry no join token (relays must admit anyone)")
-        app = create_app(store, metrics, cfg.api_key, cfg.max_long_poll, cfg.cors_origins)
+        self._waiters = TicketWaiters(self.redis_url)
+        self._waiters.start()
+        app = create_app(store, metrics, cfg.api_key, self._waiters, cfg.max_long_poll,
+                         cfg.cors_origins)
         self._server = server = uvicorn.Server(uvicorn.Config(
             app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False,
             lifespan="off", http="httptools", loop="none"))
@@ -88,5 +93,7 @@ class MatchmakerService:
             self._server.should_exit = True
         if self._task is not None:
             await self._task
+        if self._waiters is not None:
+            await self._waiters.stop()
         if self.redis is not None:
             await self.redis.aclose()

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from loadtest.processes import ServiceProcess, start_service
+from matchmaker.waiters import RECHECK
 from stadium.redis_server import EmbeddedRedis
 
 SECRET = "relay-secret"
@@ -326,3 +329,47 @@ async def test_matches_wait_for_a_relay_in_the_directory(redis_url: str, queues:
                     relay.stop()
         finally:
             mm.stop()
+
+
+async def _ticket_reads(redis: Any) -> int:
+    """How many times Redis has served a ticket's whole hash (what a status read does)."""
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
+
+
+async def test_long_polls_wait_for_a_notice_not_a_timer(http: httpx.AsyncClient,
+                                                        redis_url: str) -> None:
+    redis = aioredis.from_url(redis_url)
+    try:
+        t = await _ticket(http, player="patient", queue="trio", regions={"eu": 20})
+        before = await _ticket_reads(redis)
+        r = await http.get(f"/tickets/{t['id']}/wait", params={"timeout": 2})
+        assert r.json()["status"] == "waiting"
+        # One read when it starts and one when it times out (a timer polling every 50-250
+        # ms would have read it a dozen times); a seat release may add a read of its own.
+        assert await _ticket_reads(redis) - before <= 4
+        started = time.monotonic()
+        poll = asyncio.create_task(http.get(f"/tickets/{t['id']}/wait",
+                                            params={"timeout": 25}))
+        await asyncio.sleep(0.3)
+        assert (await http.delete(f"/tickets/{t['id']}")).status_code == 200
+        r = await asyncio.wait_for(poll, 10)
+        assert r.json()["status"] == "cancelled"
+        # The cancel's notice ended it, not the long-poll's periodic re-read (a safety net
+        # for lost notices, every RECHECK seconds).
+        assert time.monotonic() - started < RECHECK
+        # A match's notice too: both long-polls end with their seats.
+        a = await _ticket(http, player="notice-a", queue="duel")
+        started = time.monotonic()
+        polls = [asyncio.create_task(http.get(f"/tickets/{a['id']}/wait",
+                                              params={"timeout": 25}))]
+        await asyncio.sleep(0.3)
+        b = await _ticket(http, player="notice-b", queue="duel")
+        polls.append(asyncio.create_task(http.get(f"/tickets/{b['id']}/wait",
+                                                  params={"timeout": 25})))
+        views = [r.json() for r in await asyncio.wait_for(asyncio.gather(*polls), 10)]
+        assert [v["status"] for v in views] == ["matched", "matched"]
+        assert views[0]["match_id"] == views[1]["match_id"]
+        assert time.monotonic() - started < RECHECK
+    finally:
+        await redis.aclose()
