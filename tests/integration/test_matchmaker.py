@@ -1,6 +1,7 @@
 """The matchmaker service over HTTP: the real `stadium matchmaker` and `stadium relay`
-processes on a real embedded Redis. Bad input, timeouts, cancels racing the matcher,
-several matchmaker processes on one Redis, and the relay directory."""
+processes on a real embedded Redis, then on a 3-master Redis Cluster. Bad input, timeouts,
+cancels racing the matcher, several matchmaker processes on one Redis, the relay directory
+and long-poll notices."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import redis.asyncio as aioredis
 
 from loadtest.processes import ServiceProcess, start_service
 from matchmaker.waiters import RECHECK
-from stadium.redis_server import EmbeddedRedis
+from stadium.redis_server import EmbeddedCluster, EmbeddedRedis
 
 SECRET = "relay-secret"
 KEY = "server-key"
@@ -50,9 +51,11 @@ def matchmaker(redis_url: str, queues: Path, *args: str) -> ServiceProcess:
                          "--lease-ttl", "1", *args)
 
 
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    with EmbeddedRedis() as server:
+@pytest.fixture(scope="module", params=["single", "cluster"])
+def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs on one server, then on a 3-master cluster."""
+    server = EmbeddedRedis() if request.param == "single" else EmbeddedCluster(3)
+    with server:
         yield server.url
 
 
