@@ -51,7 +51,7 @@ def decode_ids(enc: list[Any] | None) -> npt.NDArray[np.int64]:
     first, width, data = enc
     if width == 0:
         bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")
-        return np.flatnonzero(bits).astype(np.int64) + first
+        return np.flatnonzero(bits).astype(np.int64) + int(first)
     gaps = np.frombuffer(data, np.dtype(f"<u{width}")).astype(np.int64)
     ids = np.empty(len(gaps) + 1, np.int64)
     ids[0] = first
@@ -91,9 +91,9 @@ class MirrorTable:
         kind = self.schema[field]
         col = self.columns[field]
         if kind[0] == "fixed":
-            return col * kind[1]
+            return col * float(kind[1])
         if kind[0] == "angle":
-            return col * (2 * math.pi / kind[1])
+            return col * (2 * math.pi / float(kind[1]))
         return col
 
     def get(self, entity: int) -> dict[str, Any]:
@@ -120,12 +120,12 @@ class MirrorTable:
 def _wire_dtype(kind: list[Any]) -> np.dtype[Any]:
     name = kind[0]
     if name == "fixed":
-        return np.dtype("<" + kind[2])
+        return np.dtype("<" + str(kind[2]))
     if name == "angle":
         return np.dtype("<u1" if kind[1] == 256 else "<u2")
     if name == "flags":
-        return np.dtype(f"<u{kind[1] // 8}")
-    return np.dtype("<" + kind[1])
+        return np.dtype(f"<u{int(kind[1]) // 8}")
+    return np.dtype("<" + str(kind[1]))
 
 
 def _decode_values(enc: list[Any]) -> tuple[bool, npt.NDArray[Any]]:
