@@ -7,11 +7,13 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import repeat
+from typing import Any
 
 import numpy as np
 
-from matchmaker.matcher import Matches, Pool, match
+from matchmaker.matcher import Ints, Matches, Pool, match
 from matchmaker.metrics import Metrics
 from matchmaker.queues import Queue
 from matchmaker.seats import live_relays, pick, seat_players
@@ -20,6 +22,7 @@ from matchmaker.store import Store, Ticket
 log = logging.getLogger("stadium.matchmaker")
 
 RELEASE_BATCH = 500  # matches released per pass; a backlog is worked off over the next passes
+READ_BATCH = 1000  # new tickets read and turned into rows per await
 
 
 def pool_of(tickets: Sequence[Ticket], now: float) -> tuple[Pool, list[str]]:
@@ -41,6 +44,155 @@ def pool_of(tickets: Sequence[Ticket], now: float) -> tuple[Pool, list[str]]:
                 latency), names
 
 
+class PoolColumns:
+    """The matcher's columns for one queue's waiting tickets, kept across passes: each
+    ticket's row is built once, when it is first seen, and a pass only gathers rows.
+
+    A slot table with a free list. Region columns are shared by name and reused once no
+    ticket names their region; `gather` returns them sorted by name, as `pool_of` does.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._slot: dict[bytes, int] = {}  # ticket id (as Redis returns it) -> row
+        self._tickets: list[Ticket | None] = []
+        self._free: list[int] = []
+        self.mu = np.zeros(0)
+        self.sigma2 = np.zeros(0)
+        self.size = np.zeros(0, np.int64)
+        self.created = np.zeros(0)
+        self._held = np.zeros(0, bool)
+        self._anywhere = np.zeros(0, bool)  # named no region: a row of zeros
+        self._latency = np.zeros((0, 0))
+        self._names = np.zeros((0, 0), bool)  # the ticket named this column's region
+        self._column: dict[str, int] = {}
+        self._region: list[str] = []  # region of each column, "" while unused
+        self._users: list[int] = []  # tickets naming each column's region
+        self._grow(max(capacity, 1))
+
+    def __len__(self) -> int:
+        return len(self._slot)
+
+    def _grow(self, capacity: int) -> None:
+        old = len(self._tickets)
+        for name in ("mu", "sigma2", "size", "created", "_held", "_anywhere", "_latency", "_names"):
+            a = getattr(self, name)
+            bigger = np.zeros((capacity, *a.shape[1:]), a.dtype)
+            bigger[:old] = a
+            setattr(self, name, bigger)
+        self._tickets.extend([None] * (capacity - old))
+        self._free.extend(range(capacity - 1, old - 1, -1))  # lowest rows first
+
+    def _column_of(self, region: str) -> int:
+        col = self._column.get(region)
+        if col is None:
+            if "" in self._region:
+                col = self._region.index("")
+            else:
+                col = len(self._region)
+                self._region.append("")
+                self._users.append(0)
+                n = len(self._tickets)
+                self._latency = np.hstack([self._latency, np.zeros((n, 1))])
+                self._names = np.hstack([self._names, np.zeros((n, 1), bool)])
+            self._region[col] = region
+            self._column[region] = col
+            # rows already held did not name it: out of reach, or anywhere for no regions
+            self._latency[:, col] = np.where(self._anywhere, 0.0, np.inf)
+            self._names[:, col] = False
+        self._users[col] += 1
+        return col
+
+    def add(self, tickets: Iterable[Ticket]) -> None:
+        """Hold rows for these tickets; one already held is left as it is (tickets never
+        change once created)."""
+        rows: list[int] = []
+        mu: list[float] = []
+        sigma2: list[float] = []
+        size: list[int] = []
+        created: list[float] = []
+        anywhere: list[bool] = []
+        at_row: list[int] = []
+        at_col: list[int] = []
+        at_ms: list[float] = []
+        for t in tickets:
+            key = t.id.encode()
+            if key in self._slot:
+                continue
+            if not self._free:
+                self._grow(2 * len(self._tickets))
+            row = self._free.pop()
+            self._slot[key] = row
+            self._tickets[row] = t
+            rows.append(row)
+            size.append(len(t.players))
+            mu.append(sum(t.mu))
+            sigma2.append(sum(s * s for s in t.sigma))
+            created.append(t.created)
+            anywhere.append(not t.regions)
+            for name, ms in t.regions.items():
+                at_row.append(row)
+                at_col.append(self._column_of(name))
+                at_ms.append(ms)
+        if not rows:
+            return
+        self.mu[rows] = mu
+        self.sigma2[rows] = sigma2
+        self.size[rows] = size
+        self.created[rows] = created
+        self._held[rows] = True
+        self._anywhere[rows] = anywhere
+        self._latency[rows] = np.where(np.array(anywhere)[:, None], 0.0, np.inf)
+        self._names[rows] = False
+        self._latency[at_row, at_col] = at_ms
+        self._names[at_row, at_col] = True
+
+    def remove(self, ticket_id: str) -> None:
+        """Free the row of a ticket that no longer waits (nothing when none is held)."""
+        row = self._slot.pop(ticket_id.encode(), None)
+        if row is None:
+            return
+        t = self._tickets[row]
+        assert t is not None
+        self._tickets[row] = None
+        self._held[row] = False
+        self._free.append(row)
+        for name in t.regions:
+            col = self._column[name]
+            self._users[col] -= 1
+            if self._users[col] == 0:
+                del self._column[name]
+                self._region[col] = ""
+
+    def keep(self, rows: Ints) -> None:
+        """Free every row not in `rows`: the tickets that left the waiting set."""
+        keep = np.zeros(len(self._tickets), bool)
+        keep[rows] = True
+        for row in np.flatnonzero(self._held & ~keep).tolist():
+            self.remove(self.ticket(row).id)
+
+    def rows(self, ids: Sequence[bytes]) -> Ints:
+        """The row of each ticket id, -1 for one not held."""
+        return np.fromiter(map(self._slot.get, ids, repeat(-1)), np.int64, len(ids))
+
+    def ticket(self, row: int) -> Ticket:
+        t = self._tickets[row]
+        if t is None:
+            raise KeyError(f"row {row} holds no ticket")
+        return t
+
+    def gather(self, rows: Ints, now: float) -> tuple[Pool, list[str]]:
+        """The matcher's columns for the tickets in `rows`, in that order, and the region
+        name of each latency column: what `pool_of` builds from the same tickets."""
+        size = self.size[rows]
+        mu = self.mu[rows]
+        used = np.flatnonzero(self._names[rows].any(axis=0))
+        names = sorted(self._region[c] for c in used.tolist())
+        cols = np.array([self._column[n] for n in names], np.int64)
+        latency = self._latency[np.ix_(rows, cols)]
+        return Pool(mu / np.maximum(size, 1), mu, self.sigma2[rows], size,
+                    np.maximum(now - self.created[rows], 0.0), latency), names
+
+
 class QueueMatcher:
     """Runs the passes of one queue while this process holds the queue's lease."""
 
@@ -55,37 +207,45 @@ class QueueMatcher:
         self.seat_ttl = seat_ttl
         self.seat_grace = seat_grace
         self.lease_ttl = lease_ttl
-        self._cache: dict[str, Ticket] = {}  # tickets never change once created
+        self._columns = PoolColumns()  # the waiting tickets read so far, as matcher rows
         self._warned_no_relay = 0.0
 
     async def step(self) -> int:
         """One pass; returns the number of matches committed (0 without the lease)."""
         q = self.queue
         if not await self.store.lease(q.name, self.owner, self.lease_ttl):
-            self._cache.clear()  # another process runs this queue; re-read if we take over
-            return 0
+            self._columns = PoolColumns()  # another process runs this queue; re-read if we
+            return 0  # take over
         started = time.perf_counter()
-        waiting = await self.store.waiting(q.name)
-        ids = [tid for tid, _ in waiting]
-        new = [tid for tid in ids if tid not in self._cache]
-        for tid, ticket in zip(new, await self.store.tickets(q.name, new), strict=True):
-            if ticket is not None:
-                self._cache[tid] = ticket
-        if len(self._cache) > len(ids):
-            live = set(ids)
-            self._cache = {k: v for k, v in self._cache.items() if k in live}
-        tickets = [self._cache[tid] for tid in ids if tid in self._cache]
+        cols = self._columns
+        ids = await self.store.waiting(q.name)
+        rows = cols.rows(ids)
+        unknown = np.flatnonzero(rows < 0).tolist()
+        # Only tickets not seen before are read: the rest never change. In batches, so that
+        # reading 100,000 after taking the lease leaves the event loop to the API in between.
+        for at in range(0, len(unknown), READ_BATCH):
+            batch = unknown[at:at + READ_BATCH]
+            new = [ids[i] for i in batch]
+            cols.add(t for t in await self.store.tickets(q.name, [i.decode() for i in new])
+                     if t is not None)
+            rows[batch] = cols.rows(new)
+        rows = rows[rows >= 0]
+        if len(cols) > len(rows):
+            cols.keep(rows)  # cancelled, or matched by another process meanwhile
         now = time.time()
-        late = [t for t in tickets if now - t.created > q.max_wait]
-        if late:
-            await self._fail(late, "timeout")
-            tickets = [t for t in tickets if now - t.created <= q.max_wait]
-        self.metrics.waiting.labels(q.name).set(len(tickets))
+        late = now - cols.created[rows] > q.max_wait
+        if late.any():
+            await self._fail([cols.ticket(r) for r in rows[late].tolist()], "timeout")
+            rows = rows[~late]
+        self.metrics.waiting.labels(q.name).set(len(rows))
         committed = 0
-        if len(tickets) > 0:
-            pool, regions = pool_of(tickets, now)
+        if len(rows) > 0:
+            pool, regions = cols.gather(rows, now)
             found = match(pool, q.rules())
             if len(found):
+                # the tickets now, before seating frees their rows
+                tickets = {int(i): cols.ticket(int(rows[i]))
+                           for i in found.tickets[found.tickets >= 0].tolist()}
                 committed = await self._seat(tickets, found, regions, now)
         if self.secret is not None:
             await self._release_seats(time.time())
@@ -135,16 +295,19 @@ class QueueMatcher:
     async def _fail(self, tickets: list[Ticket], reason: str) -> None:
         n = await self.store.fail(self.queue.name, [t.id for t in tickets], reason)
         for t in tickets:
-            self._cache.pop(t.id, None)
-            await self.store.release(t.id, t.players)
+            self._columns.remove(t.id)
+        await self.store.release_all([(t.id, t.players) for t in tickets])
         self.metrics.tickets.labels(self.queue.name, reason).inc(n)
 
-    async def _seat(self, tickets: list[Ticket], found: Matches, regions: list[str],
+    async def _seat(self, tickets: dict[int, Ticket], found: Matches, regions: list[str],
                     now: float) -> int:
+        """Seat every match on a relay and commit them: one round trip for all the commits
+        (each still its own atomic script) and one for releasing their players."""
         q = self.queue
         relays, dead = live_relays(await self.store.relays(), now)
         await self.store.forget_relays(dead)
-        committed = 0
+        formed: list[tuple[int, list[tuple[Ticket, int]], dict[str, Any],
+                           dict[str, dict[str, Any]]]] = []
         for g in range(len(found)):
             relay = pick(relays)
             if relay is None:
@@ -171,23 +334,29 @@ class QueueMatcher:
                       "seat_expires": None if self.secret is None else now + self.seat_ttl,
                       "win_probability": [float(p) for p in found.win[g]]}
             by_ticket = {t.id: {p: seats[p] for p in t.players} for t, _ in members}
-            gone = await self.store.commit_match(q.name, record, by_ticket)
+            formed.append((g, members, record, by_ticket))
+        outcomes = await self.store.commit_matches(q.name, [(record, by_ticket) for _, _,
+                                                            record, by_ticket in formed])
+        committed = 0
+        released: list[tuple[str, list[str]]] = []
+        for (g, members, record, _), gone in zip(formed, outcomes, strict=True):
             if gone:  # cancelled meanwhile: nothing was written; the rest wait on
                 for tid in gone:
-                    self._cache.pop(tid, None)
+                    self._columns.remove(tid)
                 continue
             committed += 1
             for ticket, _ in members:
-                self._cache.pop(ticket.id, None)
-                await self.store.release(ticket.id, ticket.players)
+                self._columns.remove(ticket.id)
+                released.append((ticket.id, ticket.players))
                 self.metrics.wait.labels(q.name).observe(now - ticket.created)
             self.metrics.tickets.labels(q.name, "matched").inc(len(members))
             self.metrics.matches.labels(q.name).inc()
             self.metrics.spread.labels(q.name).observe(float(found.spread[g]))
             self.metrics.favourite.labels(q.name).observe(float(found.win[g].max()))
-            if region is not None:
+            if record["region"] is not None:
                 self.metrics.latency.labels(q.name).observe(float(found.worst_latency[g]))
-            log.info("match %s: %s on %s (spread %.2f, win %s)", match_id,
-                     " vs ".join(",".join(t) for t in teams), relay.url,
+            log.info("match %s: %s on %s (spread %.2f, win %s)", record["id"],
+                     " vs ".join(",".join(t) for t in record["teams"]), record["relay"],
                      found.spread[g], "/".join(f"{p:.2f}" for p in found.win[g]))
+        await self.store.release_all(released)
         return committed

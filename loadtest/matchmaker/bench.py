@@ -1,26 +1,36 @@
 """One matching pass over a large waiting pool: 100,000 1v1 tickets, and 20,000 5v5 tickets
-with parties. Times the matcher alone (numpy arrays in; wall and CPU time, median of
-`--repeat` runs) and with the service's conversion from ticket records (`pool_of`);
-prints a table, writes JSON to loadtest/results/. Target: <= 100 ms per pass.
+with parties. Times the matcher alone, the in-process part of the service's pass (rows of
+the kept columns gathered, late tickets left out, matcher), the old conversion from ticket
+records (`pool_of`), and whole passes of `QueueMatcher.step` against an embedded Redis
+holding 100,000 waiting tickets. Wall and CPU time, median of `--repeat` runs; prints
+tables, writes JSON to loadtest/results/. Target: <= 100 ms per pass.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from loadtest.processes import ROOT
+from matchmaker import keys
 from matchmaker.matcher import Rules, match
-from matchmaker.passes import pool_of
-from matchmaker.ratings import SIGMA
-from matchmaker.store import Ticket
+from matchmaker.metrics import Metrics
+from matchmaker.passes import PoolColumns, QueueMatcher, pool_of
+from matchmaker.queues import Queue
+from matchmaker.ratings import SIGMA, Rating
+from matchmaker.store import Store, Ticket
+from stadium.redis_client import connect
+from stadium.redis_server import EmbeddedRedis
 
 REGIONS = ["eu", "us-east", "us-west", "asia"]
 
@@ -53,33 +63,61 @@ def make_tickets(s: Scenario, seed: int) -> list[Ticket]:
     return out
 
 
+def _timed(fn: Callable[[], object]) -> tuple[float, float]:
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def _ms(xs: list[float]) -> float:
+    return 1000 * statistics.median(xs)
+
+
 def run(s: Scenario, repeat: int) -> dict[str, object]:
     tickets = make_tickets(s, seed=7)
     now = time.time()
     pool, _ = pool_of(tickets, now)
     match(pool, s.rules)  # warm-up
-    alone, cpu, with_build = [], [], []
+    # The service's pass between its Redis reads: the waiting ids (bytes, as Redis sends
+    # them) to rows of the columns kept across passes, late tickets out, gather, match.
+    cols = PoolColumns()
+    cols.add(tickets)
+    ids = [t.id.encode() for t in tickets]
+    max_wait = 120.0
+
+    def service_pass() -> object:
+        rows = cols.rows(ids)
+        rows = rows[rows >= 0]
+        rows = rows[~(now - cols.created[rows] > max_wait)]
+        return match(cols.gather(rows, now)[0], s.rules)
+
+    alone, alone_cpu, served, served_cpu, built, built_cpu = [], [], [], [], [], []
     result = None
     for _ in range(repeat):
         t0, c0 = time.perf_counter(), time.process_time()
         result = match(pool, s.rules)
         alone.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-        t0 = time.perf_counter()
-        p, _ = pool_of(tickets, now)
-        match(p, s.rules)
-        with_build.append(time.perf_counter() - t0)
+        alone_cpu.append(time.process_time() - c0)
+        wall, cpu = _timed(service_pass)
+        served.append(wall)
+        served_cpu.append(cpu)
+        wall, cpu = _timed(lambda: match(pool_of(tickets, now)[0], s.rules))
+        built.append(wall)
+        built_cpu.append(cpu)
     assert result is not None
     used = result.tickets[result.tickets >= 0]
     players = int(pool.size.sum())
     return {
         "scenario": s.name, "tickets": s.tickets, "players": players,
         "matches": len(result), "players_matched": int(pool.size[used].sum()),
-        "matcher_ms_median": 1000 * statistics.median(alone),
+        "matcher_ms_median": _ms(alone),
         "matcher_ms_max": 1000 * max(alone),
-        "matcher_cpu_ms_median": 1000 * statistics.median(cpu),
+        "matcher_cpu_ms_median": _ms(alone_cpu),
+        "service_pass_ms_median": _ms(served),
+        "service_pass_cpu_ms_median": _ms(served_cpu),
+        "with_pool_of_ms_median": _ms(built),
+        "with_pool_of_cpu_ms_median": _ms(built_cpu),
         "load_average": os.getloadavg()[0],
-        "with_pool_build_ms_median": 1000 * statistics.median(with_build),
         "mean_rating_spread": float(result.spread.mean()) if len(result) else None,
         "mean_favourite_win": float(result.win.max(axis=1).mean()) if len(result) else None,
         "mean_worst_latency_ms": float(result.worst_latency.mean()) if len(result) else None,
@@ -87,11 +125,88 @@ def run(s: Scenario, repeat: int) -> dict[str, object]:
     }
 
 
+async def _redis_cpu(redis: Any) -> float:
+    info = await redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def _pass(matcher: QueueMatcher, redis: Any) -> tuple[int, float, float, float]:
+    """One `step`: matches committed, wall, this process's CPU, the Redis server's CPU."""
+    r0 = await _redis_cpu(redis)
+    t0, c0 = time.perf_counter(), time.process_time()
+    committed = await matcher.step()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return committed, wall, cpu, await _redis_cpu(redis) - r0
+
+
+async def _real(url: str, waiting: int, arrivals: int, repeat: int) -> list[dict[str, object]]:
+    """`waiting` tickets of players nearest a region "far" whose latency is over the limit
+    (they stay: the pool a steady state leaves is what could not be matched), then passes
+    that each find `arrivals` new tickets of players near one of four regions, who are
+    matched and seated on the relay in the directory."""
+    rules = Rules(2, 1, 2.0, 0.25, 150.0)
+    queue = Queue("bench", 2, 1, rules.rating_window, rules.widen_per_second, 3600.0,
+                  rules.max_region_latency_ms)
+    redis = await connect(url)
+    store = Store(redis, {queue.name: queue})
+    rng = np.random.default_rng(11)
+    now = time.time()
+    pipe = redis.pipeline(transaction=False)
+    for i in range(waiting):  # what the CREATE script writes, in bulk
+        t = Ticket(f"bench.{i:032x}", "bench", [f"far{i}"], [float(rng.normal(25, 4))],
+                   [float(rng.uniform(1.5, SIGMA))],
+                   {"far": float(rng.uniform(160, 200)),
+                    **{r: float(rng.uniform(200, 250)) for r in REGIONS}},
+                   now - float(rng.uniform(0, 30)))
+        pipe.hset(keys.ticket("bench", t.id), mapping={"data": t.encode(), "status": "waiting"})
+        pipe.set(keys.player(t.players[0]), t.id)
+        pipe.zadd(keys.waiting("bench"), {t.id: int(t.created * 1000)})
+        if len(pipe) >= 3000:
+            await pipe.execute()
+    await pipe.execute()
+    await redis.hset(keys.RELAYS, "ws://relay.bench:1", json.dumps(
+        {"url": "ws://relay.bench:1", "load": 0, "expires": time.time() + 3600}))
+    matcher = QueueMatcher(store, queue, Metrics(), owner="bench", secret="bench-secret",
+                           seat_ttl=30.0, lease_ttl=60.0)
+    rows: list[dict[str, object]] = []
+    committed, wall, cpu, rcpu = await _pass(matcher, redis)
+    rows.append({"pass": "first (reads every ticket)", "waiting": waiting, "arrivals": 0,
+                 "matches": committed, "wall_ms": 1000 * wall, "cpu_ms": 1000 * cpu,
+                 "redis_cpu_ms": 1000 * rcpu})
+    made = 0
+    for new in (0, arrivals):
+        runs: list[tuple[int, float, float, float]] = []
+        for _ in range(repeat):
+            for _ in range(new):
+                home = REGIONS[made % len(REGIONS)]
+                # rated players (a flood of new ones, all at the same mu, is another case)
+                await redis.hset(keys.RATINGS, f"near{made}", Rating(
+                    float(rng.normal(25, 4)), float(rng.uniform(1.5, SIGMA)), 10).encode())
+                await store.create_ticket("bench", f"near{made}", regions={
+                    r: float(rng.uniform(20, 60) if r == home else rng.uniform(80, 250))
+                    for r in REGIONS})
+                made += 1
+            runs.append(await _pass(matcher, redis))
+        rows.append({"pass": f"{new} new tickets", "waiting": waiting, "arrivals": new,
+                     "matches": statistics.median(r[0] for r in runs),
+                     "wall_ms": _ms([r[1] for r in runs]), "cpu_ms": _ms([r[2] for r in runs]),
+                     "redis_cpu_ms": _ms([r[3] for r in runs])})
+    left = await redis.zcard(keys.waiting("bench"))
+    await redis.aclose()
+    for r in rows:
+        r["still_waiting_at_end"] = left
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--one-v-one", type=int, default=100_000, help="1v1 tickets")
     ap.add_argument("--five-v-five", type=int, default=20_000, help="5v5 tickets")
+    ap.add_argument("--redis-waiting", type=int, default=100_000,
+                    help="waiting tickets in Redis for the whole-pass runs (0: skip them)")
+    ap.add_argument("--arrivals", type=int, default=200,
+                    help="new tickets before each whole pass (a pass every 0.25 s)")
     args = ap.parse_args(argv)
     scenarios = [
         Scenario("1v1", args.one_v_one, Rules(2, 1, 2.0, 0.25, 150.0), 0.0),
@@ -99,21 +214,36 @@ def main(argv: list[str] | None = None) -> int:
     ]
     rows = [run(s, args.repeat) for s in scenarios]
     head = (f"{'scenario':<12} {'tickets':>8} {'players':>8} {'matches':>8} {'matched':>8} "
-            f"{'pass ms':>8} {'max ms':>7} {'cpu ms':>7} {'+build ms':>9} {'spread':>7} "
-            f"{'fav win':>7} {'worst ms':>8}")
+            f"{'match ms':>8} {'cpu ms':>7} {'pass ms':>8} {'cpu ms':>7} "
+            f"{'pool_of ms':>10} {'cpu ms':>7} {'spread':>7} {'fav win':>7} {'worst ms':>8}")
     print(head)
     print("-" * len(head))
     for r in rows:
         print(f"{r['scenario']:<12} {r['tickets']:>8} {r['players']:>8} {r['matches']:>8} "
               f"{r['players_matched']:>8} {r['matcher_ms_median']:>8.1f} "
-              f"{r['matcher_ms_max']:>7.1f} {r['matcher_cpu_ms_median']:>7.1f} "
-              f"{r['with_pool_build_ms_median']:>9.1f} "
+              f"{r['matcher_cpu_ms_median']:>7.1f} {r['service_pass_ms_median']:>8.1f} "
+              f"{r['service_pass_cpu_ms_median']:>7.1f} {r['with_pool_of_ms_median']:>10.1f} "
+              f"{r['with_pool_of_cpu_ms_median']:>7.1f} "
               f"{r['mean_rating_spread']:>7.2f} {r['mean_favourite_win']:>7.3f} "
               f"{r['mean_worst_latency_ms']:>8.1f}")
+    print("match: the matcher alone; pass: the service's pass without Redis (gather the kept "
+          "columns + match); pool_of: the arrays built from ticket records + match")
+    real: list[dict[str, object]] = []
+    if args.redis_waiting > 0:
+        with EmbeddedRedis() as server:
+            real = asyncio.run(_real(server.url, args.redis_waiting, args.arrivals,
+                                     args.repeat))
+        head = (f"\n{'QueueMatcher.step on Redis':<28} {'waiting':>8} {'matches':>8} "
+                f"{'wall ms':>8} {'cpu ms':>7} {'redis cpu ms':>12}")
+        print(head)
+        print("-" * len(head.strip()))
+        for r in real:
+            print(f"{r['pass']:<28} {r['waiting']:>8} {r['matches']:>8} {r['wall_ms']:>8.1f} "
+                  f"{r['cpu_ms']:>7.1f} {r['redis_cpu_ms']:>12.1f}")
     out = ROOT / "loadtest" / "results" / f"matchmaker-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
                                "numpy": np.__version__, "repeat": args.repeat,
-                               "rows": rows}, indent=2))
+                               "rows": rows, "redis_passes": real}, indent=2))
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; "
           f"wrote {out.relative_to(ROOT)}")
     return 0
