@@ -87,12 +87,19 @@ def match(pool: Pool, rules: Rules, max_rounds: int = 64) -> Matches:
     width = max(need, 1)
     if np.any(pool.size < 1) or np.any(pool.size > rules.team_size):
         raise ValueError("every ticket needs 1..team_size players")
+    # Equal ratings (a crowd of new players) are put in a scrambled order, and equally good
+    # candidates are told apart by the same scramble: were they in arrival order, each
+    # candidate would beat the next one by a hair and a round would take only the first.
+    mix = (np.arange(n, dtype=np.uint64) * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)
     if pool.latency.ndim == 2 and pool.latency.shape[1] > 1:
         # Players near one region meet each other first: runs of one home region mostly
         # share a low-latency region, runs across regions rarely do.
-        order = np.lexsort((pool.rating, np.argmin(pool.latency, axis=1)))
+        order = np.lexsort((mix, pool.rating, np.argmin(pool.latency, axis=1)))
     else:
-        order = np.argsort(pool.rating, kind="stable")
+        order = np.lexsort((mix, pool.rating))
+    # The candidates' keys scramble again: ordered by `mix`, equal ratings would otherwise
+    # have rising keys, a chain again.
+    mix = (mix[order] * np.uint64(0x85EBCA6B)) & np.uint64(0xFFFFFFFF)
     rating = pool.rating[order]
     size = pool.size[order]
     wait = pool.wait[order]
@@ -108,7 +115,7 @@ def match(pool: Pool, rules: Rules, max_rounds: int = 64) -> Matches:
         m = len(alive)
         if m == 0:
             break
-        r, s, w, age = rating[alive], size[alive], win_w[alive], wait[alive]
+        r, s, w, age, key = rating[alive], size[alive], win_w[alive], wait[alive], mix[alive]
         cum = np.cumsum(s)
         target = cum - s + need
         end = np.searchsorted(cum, target)
@@ -154,17 +161,17 @@ def match(pool: Pool, rules: Rules, max_rounds: int = 64) -> Matches:
             best = np.zeros(m)
         if not valid.any():
             break
-        # Priority: the oldest ticket first, then the tightest spread, then the lower
-        # position. Compared pairwise between overlapping candidates: no sort needed.
+        # Priority: the oldest ticket first, then the tightest spread, then the scramble.
+        # Compared pairwise between overlapping candidates: no sort needed.
         oldest = np.where(valid, oldest, -np.inf)
         beaten = np.zeros(m, dtype=bool)
         for d in range(1, width):
             later = np.minimum(idx + d, m - 1)
             beaten |= (idx + d < m) & (later <= end) & _before(
-                oldest[later], spread[later], oldest, spread, False)
+                oldest[later], spread[later], key[later], oldest, spread, key)
             earlier = np.maximum(idx - d, 0)
             beaten |= (idx - d >= 0) & (end[earlier] >= idx) & _before(
-                oldest[earlier], spread[earlier], oldest, spread, True)
+                oldest[earlier], spread[earlier], key[earlier], oldest, spread, key)
         picked = np.flatnonzero(valid & ~beaten)
         if len(picked) == 0:
             break
@@ -180,10 +187,11 @@ def match(pool: Pool, rules: Rules, max_rounds: int = 64) -> Matches:
     return _assemble(pool, rules, order, found_pos, found_region, found_lat)
 
 
-def _before(old_a: Floats, spread_a: Floats, old_b: Floats, spread_b: Floats,
-            a_first: bool) -> NDArray[np.bool_]:
-    """Whether candidate a goes before b: older, then tighter, then earlier in order."""
-    tie = spread_a < spread_b if not a_first else spread_a <= spread_b
+def _before(old_a: Floats, spread_a: Floats, key_a: NDArray[np.uint64], old_b: Floats,
+            spread_b: Floats, key_b: NDArray[np.uint64]) -> NDArray[np.bool_]:
+    """Whether candidate a goes before b: older, then tighter, then the higher scramble key
+    (keys differ between candidates, so exactly one of two goes first)."""
+    tie = (spread_a < spread_b) | ((spread_a == spread_b) & (key_a > key_b))
     out: NDArray[np.bool_] = (old_a > old_b) | ((old_a == old_b) & tie)
     return out
 

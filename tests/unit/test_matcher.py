@@ -201,3 +201,18 @@ def test_pool_of_tickets() -> None:
     assert p.mu.tolist() == [50.0, 25.0, 25.0] and p.sigma2.tolist() == [25.0, 64.0, 64.0]
     assert p.wait.tolist() == [20.0, 10.0, 15.0]
     assert p.latency.tolist() == [[30.0, np.inf], [0.0, 0.0], [90.0, 70.0]]
+
+
+@pytest.mark.parametrize("waits", ["equal", "arrival order"])
+@pytest.mark.parametrize("teams, team_size", [(2, 1), (2, 5), (4, 1)])
+def test_a_crowd_of_equal_ratings_is_matched_in_one_pass(waits: str, teams: int,
+                                                        team_size: int) -> None:
+    # Launch day: every new player has mu 25. Candidates of equal priority must not form a
+    # chain in which each round takes only the first.
+    rules = Rules(teams, team_size, 2.0, 0.25)
+    n = 240 * rules.players
+    wait = [0.0] * n if waits == "equal" else [30.0 * (n - i) / n for i in range(n)]
+    p = pool([25.0] * n, wait=wait)
+    m = match(p, rules)
+    check_invariants(p, rules, m)
+    assert len(m) == n // rules.players
