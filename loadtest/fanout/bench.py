@@ -29,6 +29,7 @@ from typing import Any
 
 import uvloop
 
+from loadtest.clientproc import CONNS_PER_ADDR, join_all, obey
 from loadtest.fanout.peers import SERVERS, PeerUnavailable, Server, default_cache
 from loadtest.processes import ROOT
 from loadtest.wsclient import WSClient
@@ -37,7 +38,6 @@ PAYLOAD = 64
 HEAD = struct.Struct("!Qd")  # sequence number, send time (time.time())
 SEQ = struct.Struct("!Q")
 FDS_PER_PROC = 19_000  # client sockets per process: `ulimit -n` is 20,000 here
-CONNS_PER_ADDR = 10_000  # per source address, well inside the ephemeral port range
 SAMPLE_EVERY = 16  # every 16th receiver records the latency of every message it gets
 STALL = 5.0  # saturation gives up when no broadcast completes for this long (loss)
 
@@ -74,7 +74,6 @@ async def _receivers(host: str, port: int, path: str, n: int, first_addr: int,
     A broadcast is complete here when all of this process's receivers have it; the process
     then sends its sequence number to `notify` (UDP), which paces the sender.
     """
-    loop = asyncio.get_running_loop()
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.setblocking(False)
     pending: dict[int, int] = {}  # seq -> receivers that have it so far
@@ -103,57 +102,37 @@ async def _receivers(host: str, port: int, path: str, n: int, first_addr: int,
         lat.append(now() - unpack_head(data)[1])  # type: ignore[arg-type]
         count(data)
 
-    clients: list[WSClient] = []
-    failed: list[str] = []
-    for i in range(0, n, 200):
-        batch = [WSClient.connect(host, port, path, timeout=60,
-                                  on_message=sample if (i + j) % SAMPLE_EVERY == 0 else count,
-                                  local_addr=(f"127.0.0.{first_addr + (i + j) // CONNS_PER_ADDR}",
-                                              0))
-                 for j in range(min(200, n - i))]
-        for r in await asyncio.gather(*batch, return_exceptions=True):
-            if isinstance(r, WSClient):
-                clients.append(r)
-            else:
-                failed.append(repr(r))
+    clients, failed = await join_all(
+        host, port, path, n, first_addr,
+        lambda i: sample if i % SAMPLE_EVERY == 0 else count)
     want[0] = len(clients)
-    pipe.send(("ready", len(clients), failed[:3], len(failed)))
 
-    commands: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-    loop.add_reader(pipe.fileno(), lambda: commands.put_nowait(pipe.recv()))
-    while True:
-        cmd = await commands.get()
-        os.set_blocking(pipe.fileno(), True)  # the loop made it non-blocking; reports are large
-        if cmd[0] == "reset":
-            pending.clear()
-            done[0], done_at[0] = 0, 0.0
-            del lat[:]
-            pipe.send(("ok",))
-        elif cmd[0] == "report":
-            expected = cmd[1] * len(clients)
-            give_up = time.monotonic() + 60
-            seen, quiet_since = -1, time.monotonic()
-            while time.monotonic() < give_up:
-                got = done[0] * len(clients) + sum(pending.values())
-                if got >= expected:
-                    break
-                if got != seen:
-                    seen, quiet_since = got, time.monotonic()
-                elif time.monotonic() - quiet_since > 2.0:
-                    break  # nothing more is coming: the rest is lost
-                await asyncio.sleep(0.05)
-            delivered = done[0] * len(clients) + sum(pending.values())
-            last = time.time() - (time.monotonic() - quiet_since) if pending else 0.0
-            pipe.send({"delivered": delivered, "last": max(last, done_at[0]),
-                       "dropped": sum(1 for c in clients if c.closed.done()),
-                       "latency": lat.tobytes()})
-        else:
-            break
-    loop.remove_reader(pipe.fileno())
-    for c in clients:
-        if c.transport is not None:
-            c.transport.close()
-    await asyncio.sleep(0.2)
+    def reset(_: tuple[Any, ...]) -> tuple[str]:
+        pending.clear()
+        done[0], done_at[0] = 0, 0.0
+        del lat[:]
+        return ("ok",)
+
+    async def report(cmd: tuple[Any, ...]) -> dict[str, Any]:
+        expected = cmd[1] * len(clients)
+        give_up = time.monotonic() + 60
+        seen, quiet_since = -1, time.monotonic()
+        while time.monotonic() < give_up:
+            got = done[0] * len(clients) + sum(pending.values())
+            if got >= expected:
+                break
+            if got != seen:
+                seen, quiet_since = got, time.monotonic()
+            elif time.monotonic() - quiet_since > 2.0:
+                break  # nothing more is coming: the rest is lost
+            await asyncio.sleep(0.05)
+        delivered = done[0] * len(clients) + sum(pending.values())
+        last = time.time() - (time.monotonic() - quiet_since) if pending else 0.0
+        return {"delivered": delivered, "last": max(last, done_at[0]),
+                "dropped": sum(1 for c in clients if c.closed.done()),
+                "latency": lat.tobytes()}
+
+    await obey(pipe, clients, failed, {"reset": reset, "report": report})
 
 
 def _receiver_main(cpus: set[int] | None, *args: Any) -> None:

@@ -5,7 +5,6 @@ the room's send time in `doc["sent"]`, and lost ticks (gaps in each client's tic
 
 from __future__ import annotations
 
-import asyncio
 import math
 import multiprocessing as mp
 import os
@@ -21,13 +20,12 @@ from typing import Any
 import msgpack
 import uvloop
 
+from loadtest.clientproc import CONNS_PER_ADDR, join_all, obey
 from loadtest.fanout.peers import Server
-from loadtest.wsclient import WSClient
 from relay.metrics import TICK_BUCKETS
 from stadium_client.state import state_payload
 
 ROOM = "bench=loadtest.state.rooms:BenchRoom"
-CONNS_PER_ADDR = 10_000  # per source address, well inside the ephemeral port range
 _SAMPLE = re.compile(r'^(stadium_relay_tick_\w+?)(?:_total)?\{([^}]*)\} ([0-9.e+-]+)$', re.M)
 
 
@@ -78,50 +76,29 @@ async def _clients(host: str, port: int, path: str, n: int, first_addr: int,
                    pipe: Connection) -> None:
     """Join `n` clients, then obey the bench: ("start",) opens the window, ("stop",) closes
     it and reports, ("close",) ends."""
-    loop = asyncio.get_running_loop()
     window = [False]
     lat: array[float] = array("d")
     receivers = [Receiver(window, lat) for _ in range(n)]
-    clients: list[WSClient] = []
-    failed: list[str] = []
-    for i in range(0, n, 200):
-        batch = [WSClient.connect(host, port, path, timeout=60,
-                                  on_message=receivers[i + j].on_message,
-                                  local_addr=(f"127.0.0.{first_addr + (i + j) // CONNS_PER_ADDR}",
-                                              0))
-                 for j in range(min(200, n - i))]
-        for r in await asyncio.gather(*batch, return_exceptions=True):
-            if isinstance(r, WSClient):
-                clients.append(r)
-            else:
-                failed.append(repr(r))
-    pipe.send(("ready", len(clients), failed[:3], len(failed)))
-    commands: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
-    loop.add_reader(pipe.fileno(), lambda: commands.put_nowait(pipe.recv()))
-    while True:
-        cmd = await commands.get()
-        os.set_blocking(pipe.fileno(), True)  # the loop made it non-blocking; reports are large
-        if cmd[0] == "start":
-            window[0] = True
-            pipe.send(("ok",))
-        elif cmd[0] == "stop":
-            window[0] = False
-            live = [r for r, c in zip(receivers, clients, strict=False) if not c.closed.done()]
-            pipe.send({"counts": [r.count for r in receivers[:len(clients)]],
-                       "lost": sum(r.lost for r in receivers),
-                       "stale": sum(r.stale for r in receivers),
-                       "snapshots": sum(r.kinds[1] for r in receivers),
-                       "closed": len(clients) - len(live),
-                       "close_codes": sorted({c.close_code for c in clients
-                                              if c.close_code is not None}),
-                       "latency": lat.tobytes()})
-        else:
-            break
-    loop.remove_reader(pipe.fileno())
-    for c in clients:
-        if c.transport is not None:
-            c.transport.close()
-    await asyncio.sleep(0.2)
+    clients, failed = await join_all(host, port, path, n, first_addr,
+                                     lambda i: receivers[i].on_message)
+
+    def start(_: tuple[Any, ...]) -> tuple[str]:
+        window[0] = True
+        return ("ok",)
+
+    def stop(_: tuple[Any, ...]) -> dict[str, Any]:
+        window[0] = False
+        live = [r for r, c in zip(receivers, clients, strict=False) if not c.closed.done()]
+        return {"counts": [r.count for r in receivers[:len(clients)]],
+                "lost": sum(r.lost for r in receivers),
+                "stale": sum(r.stale for r in receivers),
+                "snapshots": sum(r.kinds[1] for r in receivers),
+                "closed": len(clients) - len(live),
+                "close_codes": sorted({c.close_code for c in clients
+                                       if c.close_code is not None}),
+                "latency": lat.tobytes()}
+
+    await obey(pipe, clients, failed, {"start": start, "stop": stop})
 
 
 def _client_main(cpus: set[int] | None, *args: Any) -> None:
