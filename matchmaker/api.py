@@ -109,7 +109,7 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
             {"name": q.name, "teams": q.teams, "team_size": q.team_size,
              "rating_window": q.rating_window, "widen_per_second": q.widen_per_second,
              "max_wait": q.max_wait, "max_region_latency_ms": q.max_region_latency_ms,
-             "room_type": q.room_type, "regions": list(q.regions)}
+             "room_type": q.room_type, "regions": list(q.regions), "bots": q.bots}
             for q in store.queues.values()]})
 
     @app.post("/tickets", tags=["tickets"], status_code=201)

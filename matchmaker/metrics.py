@@ -40,6 +40,11 @@ class Metrics:
         self.matches_incomplete = Counter(
             "stadium_matchmaker_matches_incomplete",
             "Matches with at least one seat not taken by its expiry", ["queue"], registry=r)
+        self.bot_matches = Counter("stadium_matchmaker_bot_matches",
+                                   "Matches formed for tickets past max_wait, with bots",
+                                   ["queue"], registry=r)
+        self.bot_seats = Counter("stadium_matchmaker_bot_seats", "Seats filled by a bot",
+                                 ["queue"], registry=r)
         self.no_relay = Counter("stadium_matchmaker_no_relay",
                                 "Matches left waiting because no relay was registered",
                                 ["queue"], registry=r)

@@ -1,6 +1,6 @@
 """One matching pass of one queue against Redis: read the waiting tickets, fail the ones
-past their wait, run the matcher, seat each match on a relay and commit it atomically, and
-release the seats of matches past their seat expiry, reporting who never joined."""
+past their wait (or match them with bots), run the matcher, seat each match on a relay and
+commit it atomically, and release the seats of matches past their seat expiry."""
 
 from __future__ import annotations
 
@@ -8,14 +8,16 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable, Sequence
-from itertools import repeat
+from itertools import count, repeat
 from typing import Any
 
 import numpy as np
 
+from matchmaker.bots import BotMatches, fill
 from matchmaker.matcher import Ints, Matches, Pool, match
 from matchmaker.metrics import Metrics
 from matchmaker.queues import Queue
+from matchmaker.ratings import SIGMA
 from matchmaker.seats import live_relays, pick, seat_players
 from matchmaker.store import Store, Ticket
 
@@ -23,6 +25,7 @@ log = logging.getLogger("stadium.matchmaker")
 
 RELEASE_BATCH = 500  # matches released per pass; a backlog is worked off over the next passes
 READ_BATCH = 1000  # new tickets read and turned into rows per await
+BOTS_BATCH = 2000  # expired tickets matched with bots per pass (oldest first); the rest wait
 
 
 def pool_of(tickets: Sequence[Ticket], now: float) -> tuple[Pool, list[str]]:
@@ -234,11 +237,14 @@ class QueueMatcher:
             cols.keep(rows)  # cancelled, or matched by another process meanwhile
         now = time.time()
         late = now - cols.created[rows] > q.max_wait
+        committed = 0
         if late.any():
-            await self._fail([cols.ticket(r) for r in rows[late].tolist()], "timeout")
+            if q.bots:
+                committed = await self._with_bots(rows[late], now)
+            else:
+                await self._fail([cols.ticket(r) for r in rows[late].tolist()], "timeout")
             rows = rows[~late]
         self.metrics.waiting.labels(q.name).set(len(rows))
-        committed = 0
         if len(rows) > 0:
             pool, regions = cols.gather(rows, now)
             found = match(pool, q.rules())
@@ -246,7 +252,7 @@ class QueueMatcher:
                 # the tickets now, before seating frees their rows
                 tickets = {int(i): cols.ticket(int(rows[i]))
                            for i in found.tickets[found.tickets >= 0].tolist()}
-                committed = await self._seat(tickets, found, regions, now)
+                committed += await self._seat(tickets, found, regions, now)
         if self.secret is not None:
             await self._release_seats(time.time())
         self.metrics.pass_seconds.labels(q.name).observe(time.perf_counter() - started)
@@ -299,10 +305,28 @@ class QueueMatcher:
         await self.store.release_all([(t.id, t.players) for t in tickets])
         self.metrics.tickets.labels(self.queue.name, reason).inc(n)
 
+    async def _with_bots(self, rows: Ints, now: float) -> int:
+        """Match the oldest tickets past `max_wait` among themselves, bots in the seats left;
+        fail those no region can take. Returns the number of matches committed."""
+        cols = self._columns
+        rows = rows[:BOTS_BATCH]  # about 25 ms of grouping; a backlog takes several passes
+        pool, regions = cols.gather(rows, now)
+        filled = fill(pool, self.queue.rules(), SIGMA)
+        if len(filled.unplaced):
+            await self._fail([cols.ticket(int(rows[i])) for i in filled.unplaced.tolist()],
+                             "timeout")
+        if not len(filled):
+            return 0
+        found = filled.matches
+        tickets = {int(i): cols.ticket(int(rows[i]))
+                   for i in found.tickets[found.tickets >= 0].tolist()}
+        return await self._seat(tickets, found, regions, now, filled)
+
     async def _seat(self, tickets: dict[int, Ticket], found: Matches, regions: list[str],
-                    now: float) -> int:
+                    now: float, filled: BotMatches | None = None) -> int:
         """Seat every match on a relay and commit them: one round trip for all the commits
-        (each still its own atomic script) and one for releasing their players."""
+        (each still its own atomic script) and one for releasing their players. With
+        `filled`, the matches are those of `fill` and their records list the bots."""
         q = self.queue
         relays, dead = live_relays(await self.store.relays(), now)
         await self.store.forget_relays(dead)
@@ -326,13 +350,17 @@ class QueueMatcher:
             seats = seat_players(relay, self.secret, room_type=q.room_type, room_id=match_id,
                                  match_id=match_id, teams=teams, ttl=self.seat_ttl, now=now)
             region = regions[found.region[g]] if found.region[g] >= 0 else None
-            record = {"id": match_id, "queue": q.name, "room_type": q.room_type,
-                      "room_id": match_id, "relay": relay.url, "teams": teams,
-                      "tickets": [t.id for t, _ in members], "created": now,
-                      "region": region, "worst_latency_ms": float(found.worst_latency[g]),
-                      "rating_spread": float(found.spread[g]),
-                      "seat_expires": None if self.secret is None else now + self.seat_ttl,
-                      "win_probability": [float(p) for p in found.win[g]]}
+            bots = [[] for _ in teams] if filled is None else _bots(
+                teams, filled.bots[g].tolist(), float(filled.bot_mu[g]))
+            record: dict[str, Any] = {
+                "id": match_id, "queue": q.name, "room_type": q.room_type,
+                "room_id": match_id, "relay": relay.url, "teams": teams,
+                "tickets": [t.id for t, _ in members], "created": now,
+                "region": region, "worst_latency_ms": float(found.worst_latency[g]),
+                "rating_spread": float(found.spread[g]),
+                "seat_expires": None if self.secret is None else now + self.seat_ttl,
+                "win_probability": [float(p) for p in found.win[g]],
+                "with_bots": any(bots), "bots": bots}
             by_ticket = {t.id: {p: seats[p] for p in t.players} for t, _ in members}
             formed.append((g, members, record, by_ticket))
         outcomes = await self.store.commit_matches(q.name, [(record, by_ticket) for _, _,
@@ -355,8 +383,22 @@ class QueueMatcher:
             self.metrics.favourite.labels(q.name).observe(float(found.win[g].max()))
             if record["region"] is not None:
                 self.metrics.latency.labels(q.name).observe(float(found.worst_latency[g]))
-            log.info("match %s: %s on %s (spread %.2f, win %s)", record["id"],
+            bot_seats = sum(len(team) for team in record["bots"])
+            if bot_seats:
+                self.metrics.bot_matches.labels(q.name).inc()
+                self.metrics.bot_seats.labels(q.name).inc(bot_seats)
+            log.info("match %s: %s on %s (spread %.2f, win %s%s)", record["id"],
                      " vs ".join(",".join(t) for t in record["teams"]), record["relay"],
-                     found.spread[g], "/".join(f"{p:.2f}" for p in found.win[g]))
+                     found.spread[g], "/".join(f"{p:.2f}" for p in found.win[g]),
+                     f", {bot_seats} bots" if bot_seats else "")
         await self.store.release_all(released)
         return committed
+
+
+def _bots(teams: list[list[str]], counts: list[int], mu: float) -> list[list[dict[str, Any]]]:
+    """The bots of one match per team, named bot-1, bot-2, ... skipping the name of any
+    human in the match, so a name in the room means one player."""
+    humans = {p for team in teams for p in team}
+    names = (f"bot-{i}" for i in count(1) if f"bot-{i}" not in humans)
+    return [[{"name": next(names), "mu": mu, "sigma": SIGMA} for _ in range(n)]
+            for n in counts]

@@ -30,6 +30,7 @@ class Queue:
     max_region_latency_ms: float = 0.0
     room_type: str = "broadcast"
     regions: tuple[str, ...] = ()  # empty: any region name a ticket gives
+    bots: bool = False  # past max_wait: a match with bots in the empty seats, not a failure
 
     @property
     def players(self) -> int:
@@ -71,6 +72,8 @@ def parse(data: dict[str, Any], source: str) -> dict[str, Queue]:
             values = dict(table)
             if "regions" in values:
                 values["regions"] = tuple(str(r) for r in values["regions"])
+            if "bots" in values and not isinstance(values["bots"], bool):
+                raise TypeError("bots must be true or false")
             for key in ("teams", "team_size"):
                 if key in values and (isinstance(values[key], bool)
                                       or not isinstance(values[key], int)):

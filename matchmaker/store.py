@@ -376,7 +376,8 @@ class Store:
         return [Rating.decode(r) for r in raw]
 
     async def report(self, match_id: str, ranks: Sequence[int]) -> dict[str, Any]:
-        """Record a match's result once and update every player's rating."""
+        """Record a match's result once and update every player's rating (a match with bots
+        rates its humans against the bots' recorded ratings)."""
         m = MATCH_ID.fullmatch(match_id)
         if m is None or m.group(1) not in self.queues:
             raise MatchmakerError(404, "unknown_match", f"no match {match_id[:80]!r}")
@@ -398,15 +399,20 @@ class Store:
             raise
         match = json.loads(raw)
         teams: list[list[str]] = match["teams"]
+        # Bots play with the ratings the match recorded; only the humans' new ones are kept.
+        # A team may be all bots, never empty.
+        bots = [[Rating(b["mu"], b["sigma"]) for b in team]
+                for team in match.get("bots") or [[] for _ in teams]]
         players = [p for team in teams for p in team]
         for _ in range(RATE_RETRIES):
             old_raw = await self.redis.hmget(keys.RATINGS, players)
             old = [Rating.decode(r) for r in old_raw]
             grouped, i = [], 0
-            for team in teams:
-                grouped.append(old[i:i + len(team)])
+            for team, team_bots in zip(teams, bots, strict=True):
+                grouped.append(old[i:i + len(team)] + team_bots)
                 i += len(team)
-            new = [r for team in rate(grouped, ranks) for r in team]
+            new = [r for team, rated in zip(teams, rate(grouped, ranks), strict=True)
+                   for r in rated[:len(team)]]
             args: list[Any] = [len(players), *players,
                                *("" if r is None else _text(r) for r in old_raw),
                                *(r.encode() for r in new)]
