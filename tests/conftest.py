@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.processes import ROOT, ServiceProcess, start_service
+from stadium.redis_server import EmbeddedCluster, EmbeddedRedis
 
 __all__ = ["ROOT", "RelayProcess", "start_relay"]
 
@@ -45,3 +46,12 @@ def relay() -> Iterator[RelayProcess]:
                     "--room", "order=tests.rooms:OrderRoom", "--room", "mix=tests.rooms:MixRoom")
     yield r
     r.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="module", params=["single", "cluster"])
+def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A module that asks for this runs every test on one server, then on a 3-master
+    cluster."""
+    server = EmbeddedRedis() if request.param == "single" else EmbeddedCluster(3)
+    with server:
+        yield server.url

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from loadtest.processes import ServiceProcess, start_service
 from matchmaker.waiters import RECHECK
-from stadium.redis_server import EmbeddedCluster, EmbeddedRedis
+from stadium.redis_server import EmbeddedRedis
 
 SECRET = "relay-secret"
 KEY = "server-key"
@@ -49,14 +49,6 @@ def matchmaker(redis_url: str, queues: Path, *args: str) -> ServiceProcess:
     return start_service("matchmaker", "--redis-url", redis_url, "--secret", SECRET,
                          "--api-key", KEY, "--queues", str(queues), "--match-interval", "0.05",
                          "--lease-ttl", "1", *args)
-
-
-@pytest.fixture(scope="module", params=["single", "cluster"])
-def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test here runs on one server, then on a 3-master cluster."""
-    server = EmbeddedRedis() if request.param == "single" else EmbeddedCluster(3)
-    with server:
-        yield server.url
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ from loadtest.processes import start_service
 from matchmaker import keys
 from matchmaker.ratings import SIGMA
 from stadium.redis_client import connect
-from stadium.redis_server import EmbeddedCluster, EmbeddedRedis
 from stadium_client import Room
 
 SECRET = "bot-secret"
@@ -54,14 +53,6 @@ teams = 2
 team_size = 1
 max_wait = 1
 """
-
-
-@pytest.fixture(scope="module", params=["single", "cluster"])
-def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test here runs on one server, then on a 3-master cluster."""
-    server = EmbeddedRedis() if request.param == "single" else EmbeddedCluster(3)
-    with server:
-        yield server.url
 
 
 @pytest.fixture(scope="module")
