@@ -1,9 +1,10 @@
-"""Script calls made during one pass of the event loop go to Redis in one write.
+"""Script calls made during one pass of the event loop go to Redis in a few writes.
 
 The batcher keeps its own connection for script calls: EVALSHA commands are packed straight
-to RESP, written once per loop pass, and replies are parsed with hiredis and handed to the
-callers in order. Where that connection cannot be opened the same way (TLS, credential
-providers), each batch goes through a redis-py pipeline instead.
+to RESP, written every `chunk` calls and at the end of each loop pass, and replies are
+parsed with hiredis and handed to the callers in order. Where that connection cannot be
+opened the same way (TLS, credential providers), each batch goes through a redis-py pipeline
+instead.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 log = logging.getLogger("stadium.leaderboard")
 
 _PENDING = object()  # hiredis: no complete reply buffered yet
+# Script calls per write within one loop pass. With one write per pass Redis and the service
+# take turns; 4, 8 or 16 were alike and best where Redis has a core to spare; measurements in
+# docs/benchmarks.md (Leaderboard).
+CHUNK = 8
 
 
 def pack(*parts: Any) -> bytes:
@@ -48,11 +53,16 @@ class ScriptBatcher(asyncio.Protocol):
     """`run(script, keys, args)` returns a future for the script's reply.
 
     `timeout`: seconds Redis may go without answering while calls wait; then the connection
-    is dropped, the waiting calls fail, and the next call connects again."""
+    is dropped, the waiting calls fail, and the next call connects again. `chunk`: calls per
+    write on the own connection (0: one write per loop pass); a pass's first calls then reach
+    Redis while the service still prepares the rest, so the two work side by side."""
 
-    def __init__(self, redis: Redis, timeout: float = 5.0, direct: bool = True) -> None:
+    def __init__(self, redis: Redis, timeout: float = 5.0, direct: bool = True,
+                 chunk: int = CHUNK) -> None:
         self.redis = redis
         self.timeout = timeout
+        self.chunk = chunk
+        self.writes = 0  # writes to the own connection so far
         self._address = _address(redis) if direct else None
         self._transport: asyncio.Transport | None = None
         self._connecting: asyncio.Task[None] | None = None
@@ -91,8 +101,13 @@ class ScriptBatcher(asyncio.Protocol):
         if not self._waiting:
             self._progress = time.monotonic()
         self._waiting.append(call)
-        self._out.append(packed)
-        if not self._flush_due:
+        out = self._out
+        out.append(packed)
+        if len(out) == self.chunk and self._transport is not None:
+            self._transport.write(b"".join(out))
+            self.writes += 1
+            out.clear()
+        elif not self._flush_due:
             self._flush_due = True
             asyncio.get_running_loop().call_soon(self._flush)
 
@@ -104,6 +119,7 @@ class ScriptBatcher(asyncio.Protocol):
             return  # sent once connected
         if self._out:
             self._transport.write(b"".join(self._out))
+            self.writes += 1
             self._out.clear()
 
     async def _connect(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from leaderboard.batch import CHUNK
 from stadium.config import ConfigError, setting
 from stadium.http import check_origins
 
@@ -25,11 +26,17 @@ class LeaderboardConfig:
         5.0, "seconds Redis may take to answer before the connection is dropped and the "
         "requests waiting on it fail (503)")
 
+    redis_chunk: int = setting(
+        CHUNK, "script calls per write to Redis within one event-loop pass, so Redis starts on "
+        "the first ones while the service still prepares the rest (0: one write per pass)")
+
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0-65535, not {self.port}")
         if not self.redis_timeout > 0:
             raise ConfigError(f"redis_timeout must be above 0, not {self.redis_timeout}")
+        if self.redis_chunk < 0:
+            raise ConfigError(f"redis_chunk must be 0 or more, not {self.redis_chunk}")
         check_origins(self.cors_origins)
         if self.api_key == "":
             self.api_key = None

@@ -10,6 +10,9 @@ so a board's keys sit on one slot and one script can touch them all on Redis Clu
 | `lb:{B}:periods`             | set    | every period id written (to remove a player from all) |
 
 `period` is `all`, or `d:2026-11-23`, `w:2026-W47`, `m:2026-11`.
+
+A zset member is a 13-digit tiebreak then the player id (see `member`); the submit script
+writes the same encoding (`leaderboard/scripts.py`).
 """
 
 from __future__ import annotations
@@ -37,3 +40,9 @@ def metadata(board: str) -> str:
 
 def periods(board: str) -> str:
     return f"{_tag(board)}:periods"
+
+
+def member(order: str, at_ms: int, player: str) -> str:
+    """The zset member of `player` for a score reached at unix time `at_ms` (ms): among equal
+    scores, byte order of members puts whoever reached the score first ahead."""
+    return f"{9999999999999 - at_ms if order == 'desc' else at_ms:013d}{player}"

@@ -40,6 +40,9 @@ end
 # KEYS: meta, periods-set, then (zset, index) per period.
 # ARGV: order, op, now_ms, nperiods, limit, then (period id, expire-at) per period,
 #       then (player, score, metadata-or-empty) per entry.
+# A period's keys get their expiry (and its id goes in the periods set) only when an entry
+# new to that period is written, as only then can the keys have just been created: most
+# submits update players already on the board and skip those calls.
 SUBMIT = _COMMON + """
 local op, now, np, limit = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local first = 6 + 2 * np
@@ -49,6 +52,7 @@ local prefix = string.format('%013d', tb)
 local plan = {}
 local final = {}  -- per entry and period: {member, score as Redis gives it}
 local changed_all = {}
+local fresh = {}  -- periods that got an entry new to them
 for e = first, #ARGV, 3 do
   local player, score = ARGV[e], tonumber(ARGV[e + 1])
   local mine = {}
@@ -58,6 +62,9 @@ for e = first, #ARGV, 3 do
     local new, write, raw = score, true, nil
     if old then
       raw = redis.call('ZSCORE', z, old)
+      if not raw then old = false end  -- an index entry without its member: write anew
+    end
+    if old then
       local prev = tonumber(raw)
       if op == 'incr' then
         new = prev + score
@@ -71,9 +78,11 @@ for e = first, #ARGV, 3 do
     end
     if write then
       local text = string.format('%.17g', new)
-      plan[#plan + 1] = {z, idx, player, old, text}
-      mine[p] = {prefix .. player, text}
+      local member = prefix .. player
+      plan[#plan + 1] = {z, idx, player, old, text, member}
+      mine[p] = {member, text}
       if p == 1 then changed_all[player] = true end
+      if not old then fresh[p] = true end
     else
       mine[p] = {old, raw}
     end
@@ -82,15 +91,17 @@ for e = first, #ARGV, 3 do
 end
 for _, s in ipairs(plan) do
   if s[4] then redis.call('ZREM', s[1], s[4]) end
-  redis.call('ZADD', s[1], s[5], prefix .. s[3])
-  redis.call('HSET', s[2], s[3], prefix .. s[3])
+  redis.call('ZADD', s[1], s[5], s[6])
+  redis.call('HSET', s[2], s[3], s[6])
 end
 for p = 1, np do
-  local at = tonumber(ARGV[5 + 2 * p])
-  redis.call('SADD', KEYS[2], ARGV[4 + 2 * p])
-  if at > 0 then
-    redis.call('EXPIREAT', KEYS[1 + 2 * p], at)
-    redis.call('EXPIREAT', KEYS[2 + 2 * p], at)
+  if fresh[p] then
+    redis.call('SADD', KEYS[2], ARGV[4 + 2 * p])
+    local at = tonumber(ARGV[5 + 2 * p])
+    if at > 0 then
+      redis.call('EXPIREAT', KEYS[1 + 2 * p], at)
+      redis.call('EXPIREAT', KEYS[2 + 2 * p], at)
+    end
   end
 end
 local out = {}

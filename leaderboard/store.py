@@ -16,7 +16,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from leaderboard import keys, periods, scripts
-from leaderboard.batch import ScriptBatcher
+from leaderboard.batch import CHUNK, ScriptBatcher
 
 # Matched with fullmatch: `$` would also accept a trailing newline.
 NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
@@ -107,9 +107,11 @@ class Store:
     """The leaderboard's Redis-facing functions, named after what they store."""
 
     def __init__(self, redis: aioredis.Redis | Any, settings_ttl: float = 1.0,
-                 redis_timeout: float = 5.0, direct: bool = True) -> None:
+                 redis_timeout: float = 5.0, direct: bool = True,
+                 redis_chunk: int = CHUNK) -> None:
         """`direct=False` sends script calls through redis-py pipelines rather than the
-        batcher's own connection (see `leaderboard/batch.py`)."""
+        batcher's own connection; `redis_chunk` is its calls per write (see
+        `leaderboard/batch.py`)."""
         self.redis = redis
         # Board settings are read on every request and change rarely: another process's
         # change is seen within `settings_ttl` seconds.
@@ -123,7 +125,7 @@ class Store:
         self._remove = redis.register_script(scripts.REMOVE)
         # A cluster client routes each call by its keys; a single server takes batches.
         self._batcher = None if isinstance(redis, RedisCluster) else \
-            ScriptBatcher(redis, redis_timeout, direct)
+            ScriptBatcher(redis, redis_timeout, direct, redis_chunk)
 
     async def aclose(self) -> None:
         """Close the script connection (the redis client stays open: it is the caller's)."""
@@ -214,7 +216,7 @@ class Store:
             pid, end = periods.current(kind, now, board.reset_time)
             key_list += [keys.entries(name, pid), keys.index(name, pid)]
             # A period's entries are kept for one more period after it ends.
-            argv += [pid, int(end + _LENGTH[kind])]
+            argv += [pid, int(end + GRACE[kind])]
         try:
             raw = await self._eval(self._submit, key_list, argv + argv_entries)
         except ResponseError as err:
@@ -303,4 +305,5 @@ def _entries(raw: list[Any]) -> list[dict[str, Any]]:
 
 
 _META_JSON = json.JSONEncoder(separators=(",", ":"))
-_LENGTH = {"daily": 86400, "weekly": 7 * 86400, "monthly": 31 * 86400}
+# Seconds a period's keys outlive its end: one more period.
+GRACE = {"daily": 86400, "weekly": 7 * 86400, "monthly": 31 * 86400}

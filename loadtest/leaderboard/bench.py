@@ -1,6 +1,7 @@
 """Leaderboard throughput and latency at 64 concurrent clients, on a board of `--players`.
 
-Starts an embedded Redis and `stadium leaderboard`, seeds the board through the API, then
+Starts an embedded Redis and `stadium leaderboard`, seeds the board (straight into Redis in
+the submit script's layout, or through the API with `--seed api`), then
 for each placement of the processes on cores (`--pin`) and each operation runs `--seconds`
 of load with `--concurrency` workers: through the service over HTTP, through the service's
 `Store` in this process (its own Redis connection, no HTTP), and through the same `Store`
@@ -27,8 +28,9 @@ import aiohttp
 import redis.asyncio as aioredis
 import uvloop
 
-from leaderboard.store import Store
+from leaderboard.store import Board, Store
 from loadtest.leaderboard.httpclient import HTTPConnection, get, post
+from loadtest.leaderboard.seed import seed_board
 from loadtest.processes import ROOT, start_service
 from stadium.redis_server import EmbeddedRedis
 
@@ -36,11 +38,19 @@ KEY = "bench-key"
 BOARD = "bench"
 # pinned: the service alone on core 0; Redis and this process (load client) on core 1.
 PLACEMENTS = ("pinned", "unpinned")
+TARGETS = ("service", "store", "redis-py")
+OPS = ("submit", "rank")
 
 
 def _cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu() -> float:
+    """CPU seconds the whole machine has been busy (every core, every process)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return (fields[0] + fields[1] + fields[2] + fields[5] + fields[6]) / os.sysconf("SC_CLK_TCK")
 
 
 def _place(pid: int, cpus: set[int]) -> None:
@@ -99,12 +109,15 @@ def _row(placement: str, target: str, op: str, n: int, lat: list[float], seconds
 
 
 async def run(players: int, seconds: float, concurrency: int, placements: list[str],
-              client: str) -> list[dict[str, Any]]:
+              client: str, seeding: str = "redis", targets: tuple[str, ...] = TARGETS,
+              op_names: tuple[str, ...] = OPS, repeat: int = 1,
+              redis_chunk: int | None = None) -> list[dict[str, Any]]:
     rows = []
     with EmbeddedRedis() as redis_server:
         assert redis_server.proc is not None
+        chunk_args = [] if redis_chunk is None else ["--redis-chunk", str(redis_chunk)]
         service = start_service("leaderboard", "--redis-url", redis_server.url,
-                                "--api-key", KEY)
+                                "--api-key", KEY, *chunk_args)
         pids = {"service": service.proc.pid, "redis": redis_server.proc.pid}
         conns: list[HTTPConnection] = []
         try:
@@ -117,6 +130,7 @@ async def run(players: int, seconds: float, concurrency: int, placements: list[s
                 "periods": ["daily", "weekly"]}, auth).replace(b"POST", b"PUT", 1))
             assert status in (200, 201), body
             started = time.perf_counter()
+            red = aioredis.from_url(redis_server.url, max_connections=concurrency)
 
             async def seed(c: int) -> None:
                 for i in range(c * 1000, players, 8 * 1000):
@@ -126,9 +140,23 @@ async def run(players: int, seconds: float, concurrency: int, placements: list[s
                         post(f"/boards/{BOARD}/scores", {"scores": batch}, auth))
                     assert status == 200, body
 
-            await asyncio.gather(*(seed(c) for c in range(8)))
-            print(f"seeded {players} players in {time.perf_counter() - started:.1f}s",
-                  file=sys.stderr, flush=True)
+            if seeding == "api":
+                await asyncio.gather(*(seed(c) for c in range(8)))
+            else:
+                await seed_board(red, BOARD, Board(periods=["daily", "weekly"]),
+                                 [(p, rng.randrange(1_000_000)) for p in names], time.time())
+            print(f"seeded {players} players ({seeding}) in "
+                  f"{time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)
+
+            async def reconnect() -> None:
+                # The service closes connections idle for 5 s (uvicorn's keep-alive timeout),
+                # as during seeding straight into Redis and between rows.
+                for conn in conns:
+                    conn.close()
+                conns[:] = [await HTTPConnection.open(service.host, service.port)
+                            for _ in range(concurrency)]
+
+            await reconnect()
 
             submit_head = (f"POST /boards/{BOARD}/scores HTTP/1.1\r\nHost: bench\r\n"
                            f"Content-Type: application/json\r\nX-API-Key: {KEY}\r\n")
@@ -161,8 +189,8 @@ async def run(players: int, seconds: float, concurrency: int, placements: list[s
                     assert r.status == 200
                     await r.read()
 
-            red = aioredis.from_url(redis_server.url, max_connections=concurrency)
-            stores = {"store": Store(red), "redis-py": Store(red, direct=False)}
+            stores = {"store": Store(red) if redis_chunk is None else
+                      Store(red, redis_chunk=redis_chunk), "redis-py": Store(red, direct=False)}
 
             def direct(store: Store) -> tuple[Callable[[int, int], Awaitable[None]],
                                               Callable[[int, int], Awaitable[None]]]:
@@ -181,25 +209,24 @@ async def run(players: int, seconds: float, concurrency: int, placements: list[s
             for name, store in stores.items():
                 s, r = direct(store)
                 ops += [(name, "submit", s), (name, "rank", r)]
+            ops = [o for o in ops if o[0] in targets and o[1] in op_names]
             # Untimed: the first seconds after seeding run slower on every target.
             await _load(ops[0][2], 2.0, concurrency)
-            for placement in placements:
+            for placement in [p for p in placements for _ in range(repeat)]:
                 where = _arrange(placement, pids["service"], pids["redis"])
                 print(f"{placement}: {where}", file=sys.stderr, flush=True)
                 for target, op, fn in ops:
                     if target == "service" and client == "raw":
-                        # The service closes connections idle for 5 s (uvicorn's keep-alive
-                        # timeout), as between rows: each row starts on fresh ones.
-                        for conn in conns:
-                            conn.close()
-                        conns[:] = [await HTTPConnection.open(service.host, service.port)
-                                    for _ in range(concurrency)]
+                        await reconnect()  # each row starts on fresh connections
                     before = {"service": _cpu(pids["service"]), "redis": _cpu(pids["redis"]),
-                              "client": time.process_time()}
+                              "client": time.process_time(), "machine": _machine_cpu()}
                     n, lat = await _load(fn, seconds, concurrency)
                     cpu = {"service": _cpu(pids["service"]) - before["service"],
                            "redis": _cpu(pids["redis"]) - before["redis"],
                            "client": time.process_time() - before["client"]}
+                    # Whatever else ran on the machine meanwhile (other people's work).
+                    cpu["others"] = max(0.0, _machine_cpu() - before["machine"] - sum(
+                        cpu.values()))
                     rows.append(_row(placement, target, op, n, lat, seconds, cpu))
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
             await session.close()
@@ -223,14 +250,33 @@ def main(argv: list[str] | None = None) -> int:
                     "core 1; unpinned: the scheduler decides; both: one after the other")
     ap.add_argument("--client", choices=["raw", "aiohttp"], default="raw",
                     help="HTTP load client: the lean one in httpclient.py, or aiohttp")
+    ap.add_argument("--seed", choices=["redis", "api"], default="redis",
+                    help="redis: write the board straight into Redis in the script's layout "
+                    "(about 25 s for a million players); api: submit batches of 1,000 over "
+                    "HTTP (70-80 s)")
+    ap.add_argument("--targets", default=",".join(TARGETS),
+                    help=f"comma-separated subset of {','.join(TARGETS)}")
+    ap.add_argument("--ops", default=",".join(OPS), help=f"comma-separated subset of "
+                    f"{','.join(OPS)}")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run each placement's rows this many times (to see the noise)")
+    ap.add_argument("--redis-chunk", type=int, default=None,
+                    help="the service's --redis-chunk (and the store rows'); default: theirs")
     args = ap.parse_args(argv)
+    targets = tuple(t for t in args.targets.split(",") if t)
+    op_names = tuple(o for o in args.ops.split(",") if o)
+    if not set(targets) <= set(TARGETS) or not set(op_names) <= set(OPS) or not targets \
+            or not op_names or args.repeat < 1:
+        ap.error(f"--targets is a subset of {TARGETS}, --ops of {OPS}, --repeat at least 1")
     placements = list(PLACEMENTS) if args.pin == "both" else [args.pin]
     rows = uvloop.run(run(args.players, args.seconds, args.concurrency, placements,
-                          args.client))
+                          args.client, args.seed, targets, op_names, args.repeat,
+                          args.redis_chunk))
     cols = list(rows[0])
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
     print(f"board of {args.players} players, {args.concurrency} concurrent clients, "
-          f"{args.client} HTTP client")
+          f"{args.client} HTTP client; load average at the end "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
     for r in rows:
         print("  ".join(str(r[c]).ljust(w) for c, w in zip(cols, widths, strict=True)))
@@ -238,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         for op in ("submit", "rank"):
             got = {r["target"]: r for r in rows
                    if r["placement"] == placement and r["op"] == op}
+            if "service" not in got or "redis-py" not in got:
+                continue
             s, d = got["service"], got["redis-py"]
             print(f"{placement} {op}: service / redis-py throughput = "
                   f"{s['ops_per_s'] / max(d['ops_per_s'], 1):.2f}; service per-core ceiling "
@@ -246,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
                                "players": args.players, "concurrency": args.concurrency,
-                               "client": args.client, "rows": rows}, indent=1))
+                               "client": args.client, "seed": args.seed,
+                               "redis_chunk": args.redis_chunk,
+                               "load_average": os.getloadavg(), "rows": rows}, indent=1))
     print(f"wrote {out.relative_to(ROOT)}")
     return 0

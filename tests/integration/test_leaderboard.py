@@ -12,19 +12,10 @@ import httpx
 import pytest
 
 from loadtest.processes import start_service
-from stadium.redis_server import EmbeddedCluster, EmbeddedRedis
 from stadium_client import LeaderboardClient, LeaderboardError
 
 KEY = "server-key"
 AUTH = {"X-API-Key": KEY}
-
-
-@pytest.fixture(scope="module", params=["single", "cluster"])
-def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every test here runs on one server, then on a 3-master cluster."""
-    server = EmbeddedRedis() if request.param == "single" else EmbeddedCluster(3)
-    with server:
-        yield server.url
 
 
 @pytest.fixture(scope="module")

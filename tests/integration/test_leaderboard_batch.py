@@ -22,13 +22,14 @@ from stadium.redis_client import connect
 from stadium.redis_server import EmbeddedRedis
 
 
-@pytest.fixture(params=["own connection", "redis-py pipelines"])
+@pytest.fixture(params=["own connection", "own connection, one write per pass",
+                        "redis-py pipelines"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     with EmbeddedRedis() as server:
         redis = await connect(server.url)
-        store = Store(redis, direct=request.param == "own connection")
-        assert store._batcher is not None and store._batcher.direct == (
-            request.param == "own connection")
+        direct = request.param != "redis-py pipelines"
+        store = Store(redis, direct=direct, redis_chunk=0 if "one write" in request.param else 3)
+        assert store._batcher is not None and store._batcher.direct == direct
         yield store
         await store.aclose()
         await redis.aclose()
@@ -47,6 +48,25 @@ async def test_concurrent_calls_share_a_pipeline_and_each_runs_once(store: Store
         *(store.submit("top", [{"player": f"t{i}", "score": i}]) for i in range(50)))
     assert (await store.player("coins", "p"))["score"] == 50  # no increment ran twice
     assert len((await store.page("top", limit=100))["entries"]) == 51
+
+
+async def test_calls_of_one_pass_go_out_in_chunks_and_answer_in_order() -> None:
+    with EmbeddedRedis() as server:
+        redis = await connect(server.url)
+        for chunk, writes in ((0, 1), (8, 7), (50, 1), (1, 50)):
+            store = Store(redis, redis_chunk=chunk)
+            assert store._batcher is not None
+            await store.put_board(f"c{chunk}", Board(operator="incr"))
+            # Connects and loads the script, so the calls below are one pass and nothing else.
+            await store.submit(f"c{chunk}", [{"player": "first", "score": 1}])
+            before = store._batcher.writes
+            results = await asyncio.gather(*(store.submit(f"c{chunk}", [
+                {"player": f"p{i}", "score": i}]) for i in range(50)))
+            assert store._batcher.writes - before == writes, chunk
+            assert [r[0]["player"] for r in results] == [f"p{i}" for i in range(50)]
+            assert [r[0]["periods"]["all"]["score"] for r in results] == list(range(50))
+            await store.aclose()
+        await redis.aclose()
 
 
 async def test_an_error_reaches_only_its_caller(store: Store) -> None:
