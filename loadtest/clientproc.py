@@ -61,3 +61,17 @@ async def obey(pipe: Connection, clients: list[WSClient], failed: list[str],
             if c.transport is not None:
                 c.transport.close()
         await asyncio.sleep(0.2)
+
+
+def wait_ready(pipes: list[Connection], timeout: float) -> tuple[int, int, list[str]]:
+    """Wait for every client process's ("ready", ...) report: (joined, refused, the first
+    errors)."""
+    joined, refused, errors = 0, 0, []
+    for pipe in pipes:
+        if not pipe.poll(timeout):
+            raise RuntimeError(f"clients did not finish joining in {timeout:g} s")
+        _, ok, errs, nfailed = pipe.recv()
+        joined += ok
+        refused += nfailed
+        errors += errs
+    return joined, refused, errors

@@ -29,7 +29,7 @@ from typing import Any
 
 import uvloop
 
-from loadtest.clientproc import CONNS_PER_ADDR, join_all, obey
+from loadtest.clientproc import CONNS_PER_ADDR, join_all, obey, wait_ready
 from loadtest.fanout.peers import SERVERS, PeerUnavailable, Server, default_cache
 from loadtest.processes import ROOT
 from loadtest.wsclient import WSClient
@@ -240,14 +240,7 @@ def run(server: Server, conns: int, procs: int, seconds: float, inflight: int,
             p.start()
             pipes.append(mine)
             workers.append(p)
-        joined, refused, errors = 0, 0, []
-        for pipe in pipes:
-            if not pipe.poll(600):
-                raise RuntimeError("receivers did not finish joining in 600 s")
-            _, ok, errs, nfailed = pipe.recv()
-            joined += ok
-            refused += nfailed
-            errors += errs
+        joined, refused, errors = wait_ready(pipes, 600)
         result["join_seconds"] = round(time.monotonic() - t_join, 1)
         time.sleep(0.5)
         rss_idle = _proc_stat(pid)[2]

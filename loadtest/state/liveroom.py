@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 import uvloop
 
-from loadtest.clientproc import CONNS_PER_ADDR, join_all, obey
+from loadtest.clientproc import CONNS_PER_ADDR, join_all, obey, wait_ready
 from loadtest.fanout.peers import Server
 from relay.metrics import TICK_BUCKETS
 from stadium_client.state import state_payload
@@ -164,14 +164,7 @@ def run(cache: Path, server_cpu: int | None, client_cpus: set[int] | None, conns
             p.start()
             pipes.append(mine)
             workers.append(p)
-        joined, refused, errors = 0, 0, []
-        for pipe in pipes:
-            if not pipe.poll(300):
-                raise RuntimeError("clients did not finish joining in 300 s")
-            _, ok, errs, nfailed = pipe.recv()
-            joined += ok
-            refused += nfailed
-            errors += errs
+        joined, refused, errors = wait_ready(pipes, 300)
         result.update(joined=joined, refused=refused, refused_examples=errors[:3],
                       join_seconds=round(time.monotonic() - t_join, 1))
         time.sleep(1.0)  # every joiner has had its snapshot
