@@ -29,7 +29,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from leaderboard.store import Board, BoardError, Store
 from stadium import __version__
-from stadium.http import add_cors, add_error_handlers, error_response, key_matches
+from stadium.http import (
+    MeasureRequests,
+    add_cors,
+    add_error_handlers,
+    error_response,
+    key_matches,
+)
 
 log = logging.getLogger("stadium.leaderboard")
 
@@ -100,32 +106,6 @@ class _Tally:
                                                                strict=False)]
             latency.add_metric([route], buckets + [("+Inf", cumulative[-1])], total[0])
         yield latency
-
-
-class _Measure:
-    """Counts and times the requests the framework serves (plain ASGI: no per-request task)."""
-
-    def __init__(self, app: Any, tally: _Tally) -> None:
-        self.app = app
-        self.tally = tally
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = [500]
-
-        async def send_status(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            name = getattr(scope.get("route"), "path", "unmatched")
-            self.tally.add(name, status[0], time.perf_counter() - started)
 
 
 _SUBMIT: TypeAdapter[ScoreIn | ScoreBatch] = TypeAdapter(ScoreIn | ScoreBatch)
@@ -364,4 +344,4 @@ def create_app(store: Store, api_key: str | None, cors_origins: Sequence[str] = 
             raise BoardError(404, "unknown_player", f"{player!r} has no score on {board}")
         return JSONResponse({"board": board, "player": player, "removed_from_periods": removed})
 
-    return add_cors(_HotPaths(_Measure(app, tally), store, api_key, tally), cors_origins)
+    return add_cors(_HotPaths(MeasureRequests(app, tally.add), store, api_key, tally), cors_origins)

@@ -20,7 +20,13 @@ from matchmaker.ratings import Rating
 from matchmaker.store import MatchmakerError, Store, check_player
 from matchmaker.waiters import TicketWaiters
 from stadium import __version__
-from stadium.http import add_cors, add_error_handlers, error_response, key_matches
+from stadium.http import (
+    MeasureRequests,
+    add_cors,
+    add_error_handlers,
+    error_response,
+    key_matches,
+)
 
 log = logging.getLogger("stadium.matchmaker")
 
@@ -48,31 +54,6 @@ def check_key(api_key: str | None, x_api_key: str | None, authorization: str | N
 
 
 _error = error_response
-
-
-class _Measure:
-    """Counts requests per route and status (plain ASGI: no per-request task)."""
-
-    def __init__(self, app: Any, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = [500]
-
-        async def send_status(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            name = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(name, str(status[0])).inc()
 
 
 def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: TicketWaiters,
@@ -169,4 +150,7 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
         return JSONResponse({"player": player, "mu": r.mu, "sigma": r.sigma,
                              "ordinal": r.ordinal, "games": r.games})
 
-    return add_cors(_Measure(app, metrics), cors_origins)
+    def record(route: str, status: int, _: float) -> None:
+        metrics.requests.labels(route, str(status)).inc()
+
+    return add_cors(MeasureRequests(app, record), cors_origins)

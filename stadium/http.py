@@ -6,7 +6,9 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -75,3 +77,30 @@ def add_error_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
         return error_response(e.status_code, code, str(e.detail))
+
+
+class MeasureRequests:
+    """ASGI wrapper that hands `record(route, status, seconds)` every HTTP request the
+    framework served (plain ASGI: no per-request task)."""
+
+    def __init__(self, app: Any, record: Callable[[str, int, float], None]) -> None:
+        self.app = app
+        self.record = record
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_status(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            name = getattr(scope.get("route"), "path", "unmatched")
+            self.record(name, status[0], time.perf_counter() - started)
