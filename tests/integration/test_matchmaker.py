@@ -332,39 +332,49 @@ async def _ticket_reads(redis: Any) -> int:
     return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
 
 
-async def test_long_polls_wait_for_a_notice_not_a_timer(http: httpx.AsyncClient,
-                                                        redis_url: str) -> None:
-    redis = aioredis.from_url(redis_url)
-    try:
-        t = await _ticket(http, player="patient", queue="trio", regions={"eu": 20})
-        before = await _ticket_reads(redis)
-        r = await http.get(f"/tickets/{t['id']}/wait", params={"timeout": 2})
-        assert r.json()["status"] == "waiting"
-        # One read when it starts and one when it times out (a timer polling every 50-250
-        # ms would have read it a dozen times); a seat release may add a read of its own.
-        assert await _ticket_reads(redis) - before <= 4
-        started = time.monotonic()
-        poll = asyncio.create_task(http.get(f"/tickets/{t['id']}/wait",
-                                            params={"timeout": 25}))
-        await asyncio.sleep(0.3)
-        assert (await http.delete(f"/tickets/{t['id']}")).status_code == 200
-        r = await asyncio.wait_for(poll, 10)
-        assert r.json()["status"] == "cancelled"
-        # The cancel's notice ended it, not the long-poll's periodic re-read (a safety net
-        # for lost notices, every RECHECK seconds).
-        assert time.monotonic() - started < RECHECK
-        # A match's notice too: both long-polls end with their seats.
-        a = await _ticket(http, player="notice-a", queue="duel")
-        started = time.monotonic()
-        polls = [asyncio.create_task(http.get(f"/tickets/{a['id']}/wait",
-                                              params={"timeout": 25}))]
-        await asyncio.sleep(0.3)
-        b = await _ticket(http, player="notice-b", queue="duel")
-        polls.append(asyncio.create_task(http.get(f"/tickets/{b['id']}/wait",
-                                                  params={"timeout": 25})))
-        views = [r.json() for r in await asyncio.wait_for(asyncio.gather(*polls), 10)]
-        assert [v["status"] for v in views] == ["matched", "matched"]
-        assert views[0]["match_id"] == views[1]["match_id"]
-        assert time.monotonic() - started < RECHECK
-    finally:
-        await redis.aclose()
+async def test_a_long_poll_reads_the_ticket_only_when_it_starts_and_ends(
+        queues: Path) -> None:
+    # Its own Redis and matchmaker: nothing else there reads whole hashes (seat releases of
+    # the other tests' matches would).
+    with EmbeddedRedis() as own:
+        mm = matchmaker(own.url, queues)
+        redis = aioredis.from_url(own.url)
+        try:
+            async with httpx.AsyncClient(base_url=mm.url, timeout=30) as http:
+                t = await _ticket(http, player="patient", queue="trio", regions={"eu": 20})
+                before = await _ticket_reads(redis)
+                r = await http.get(f"/tickets/{t['id']}/wait", params={"timeout": 2})
+                assert r.json()["status"] == "waiting"
+                # One read when it starts and one when it times out (a timer polling every
+                # 50-250 ms would have read it a dozen times).
+                assert await _ticket_reads(redis) - before <= 4
+        finally:
+            await redis.aclose()
+            mm.stop()
+
+
+async def test_long_polls_wait_for_a_notice_not_a_timer(http: httpx.AsyncClient) -> None:
+    t = await _ticket(http, player="patient", queue="trio", regions={"eu": 20})
+    started = time.monotonic()
+    poll = asyncio.create_task(http.get(f"/tickets/{t['id']}/wait",
+                                        params={"timeout": 25}))
+    await asyncio.sleep(0.3)
+    assert (await http.delete(f"/tickets/{t['id']}")).status_code == 200
+    r = await asyncio.wait_for(poll, 10)
+    assert r.json()["status"] == "cancelled"
+    # The cancel's notice ended it, not the long-poll's periodic re-read (a safety net
+    # for lost notices, every RECHECK seconds).
+    assert time.monotonic() - started < RECHECK
+    # A match's notice too: both long-polls end with their seats.
+    a = await _ticket(http, player="notice-a", queue="duel")
+    started = time.monotonic()
+    polls = [asyncio.create_task(http.get(f"/tickets/{a['id']}/wait",
+                                          params={"timeout": 25}))]
+    await asyncio.sleep(0.3)
+    b = await _ticket(http, player="notice-b", queue="duel")
+    polls.append(asyncio.create_task(http.get(f"/tickets/{b['id']}/wait",
+                                              params={"timeout": 25})))
+    views = [r.json() for r in await asyncio.wait_for(asyncio.gather(*polls), 10)]
+    assert [v["status"] for v in views] == ["matched", "matched"]
+    assert views[0]["match_id"] == views[1]["match_id"]
+    assert time.monotonic() - started < RECHECK
