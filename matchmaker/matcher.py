@@ -73,7 +73,7 @@ def window(rules: Rules, wait: Floats) -> Floats:
     return out
 
 
-def match(pool: Pool, rules: Rules, max_rounds: int = 64) -> Matches:
+def match(pool: Pool, rules: Rules, max_rounds: int = 64, focus: bool = True) -> Matches:
     """Form as many matches as the rules allow, oldest tickets first.
 
     Tickets are sorted by their nearest region, then by rating; a candidate match is a run
@@ -81,6 +81,11 @@ def match(pool: Pool, rules: Rules, max_rounds: int = 64) -> Matches:
     within every member's window, and which has a region within the latency limit. Each
     round takes every candidate that beats all candidates it overlaps (oldest ticket, then
     smallest spread), removes its tickets, and looks again at what is left.
+
+    With `focus`, rounds after the first look only near the candidates of the round before:
+    a run that lost no ticket is the candidate it was, so only runs near a taken one can
+    change, and a round moves that frontier by at most one run's width. The result is the
+    same as rescanning every ticket each round (`focus=False`), which tests compare.
     """
     n = len(pool)
     need = rules.players
@@ -91,12 +96,7 @@ def match(pool: Pool, rules: Rules, max_rounds: int = 64) -> Matches:
     # candidates are told apart by the same scramble: were they in arrival order, each
     # candidate would beat the next one by a hair and a round would take only the first.
     mix = (np.arange(n, dtype=np.uint64) * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)
-    if pool.latency.ndim == 2 and pool.latency.shape[1] > 1:
-        # Players near one region meet each other first: runs of one home region mostly
-        # share a low-latency region, runs across regions rarely do.
-        order = np.lexsort((mix, pool.rating, np.argmin(pool.latency, axis=1)))
-    else:
-        order = np.lexsort((mix, pool.rating))
+    order = _sorted(pool, mix)
     # The candidates' keys scramble again: ordered by `mix`, equal ratings would otherwise
     # have rising keys, a chain again.
     mix = (mix[order] * np.uint64(0x85EBCA6B)) & np.uint64(0xFFFFFFFF)
@@ -104,32 +104,41 @@ def match(pool: Pool, rules: Rules, max_rounds: int = 64) -> Matches:
     size = pool.size[order]
     wait = pool.wait[order]
     win_w = window(rules, wait)
-    lat = pool.latency[order]
-    regions = lat.shape[1] if lat.ndim == 2 else 0
+    regions = pool.latency.shape[1] if pool.latency.ndim == 2 else 0
     parties = bool(np.any(pool.size > 1))
     alive = np.arange(n)
+    # Segments of `alive` left by focusing: a run must not span two, as the tickets between
+    # them were left out, not taken.
+    seg = np.zeros(n, np.int64)
     found_pos: list[Ints] = []
     found_region: list[Ints] = []
     found_lat: list[Floats] = []
-    for _ in range(max_rounds):
+    for rnd in range(max_rounds):
         m = len(alive)
         if m == 0:
             break
         r, s, w, age, key = rating[alive], size[alive], win_w[alive], wait[alive], mix[alive]
-        cum = np.cumsum(s)
-        target = cum - s + need
-        end = np.searchsorted(cum, target)
-        valid = end < m
-        end = np.minimum(end, m - 1)
-        valid &= cum[end] == target
-        length = end - np.arange(m) + 1
         idx = np.arange(m)
+        if parties:
+            cum = np.cumsum(s)
+            target = cum - s + need
+            end = np.searchsorted(cum, target)
+            valid = end < m
+            end = np.minimum(end, m - 1)
+            valid &= cum[end] == target
+        else:  # a player per ticket: every run is `need` tickets long
+            end = idx + (need - 1)
+            valid = end < m
+            end = np.minimum(end, m - 1)
+        valid &= seg[end] == seg
+        length = end - idx + 1
         min_w = w.copy()
         oldest = age.copy()
         low = r.copy()
         high = r.copy()
-        la = lat[alive]
-        worst = la.copy()
+        if regions:
+            la = np.take(pool.latency, order[alive], axis=0)  # faster than [] for rows
+            worst = la.copy()
         # Two teams of S: some of the run's parties must add up to exactly S. Bit j of
         # `sums` says some subset of the run so far holds j players.
         split = parties and rules.teams == 2
@@ -142,8 +151,8 @@ def match(pool: Pool, rules: Rules, max_rounds: int = 64) -> Matches:
             oldest = np.where(inside, np.maximum(oldest, age[k]), oldest)
             low = np.where(inside, np.minimum(low, r[k]), low)
             high = np.where(inside, np.maximum(high, r[k]), high)
-            if regions:
-                worst = np.where(inside[:, None], np.maximum(worst, la[k]), worst)
+            if regions and d < m:  # runs of d+1 or more: rows d apart, in place
+                np.maximum(worst[:m - d], la[d:], out=worst[:m - d], where=inside[:m - d, None])
             if split:
                 sums = np.where(inside, (sums | (sums << s[k])) & full, sums)
         if split:
@@ -152,7 +161,7 @@ def match(pool: Pool, rules: Rules, max_rounds: int = 64) -> Matches:
         valid &= spread <= min_w
         if regions:
             region = np.argmin(worst, axis=1)
-            best = worst[idx, region]
+            best = np.take_along_axis(worst, region[:, None], axis=1)[:, 0]
             valid &= np.isfinite(best)
             if rules.max_region_latency_ms > 0:
                 valid &= best <= rules.max_region_latency_ms
@@ -183,8 +192,43 @@ def match(pool: Pool, rules: Rules, max_rounds: int = 64) -> Matches:
         cover = np.zeros(m + 1, dtype=np.int64)
         cover[picked] = 1  # picked runs never overlap: each index appears once
         cover[end[picked] + 1] -= 1
-        alive = alive[np.cumsum(cover[:m]) == 0]
+        keep = np.cumsum(cover[:m]) == 0
+        left = max_rounds - rnd - 1
+        if focus and left:
+            # Only runs within `reach` of this round's candidates can be candidates in the
+            # rounds left; a taken run is one of those, so its gap is covered too.
+            reach = (left + 2) * width
+            starts = np.flatnonzero(valid)
+            edges = (np.bincount(np.maximum(starts - reach, 0), minlength=m + 1)
+                     - np.bincount(np.minimum(starts + reach + 1, m), minlength=m + 1))
+            near = np.cumsum(edges[:m]) > 0
+            split_at = np.ones(m, dtype=bool)
+            split_at[1:] = ~near[:-1] | (seg[1:] != seg[:-1])
+            seg = np.cumsum(split_at)
+            keep &= near
+        alive = alive[keep]
+        seg = seg[keep]
     return _assemble(pool, rules, order, found_pos, found_region, found_lat)
+
+
+def _sorted(pool: Pool, mix: NDArray[np.uint64]) -> Ints:
+    """Tickets by home region (the nearest), then rating, equal ratings in `mix` order.
+
+    Players near one region meet each other first: runs of one home region mostly share a
+    low-latency region, runs across regions rarely do. One sort of 64-bit keys: the rating's
+    bits in an order-keeping form with the last 24 (ratings closer than about 1e-7 of each
+    other) replaced by the scramble, then a stable (radix) sort by home region.
+    """
+    bits = pool.rating.view(np.int64)
+    ordered = bits ^ ((bits >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))  # negatives reversed
+    key = ((ordered >> 24) << 24) | (mix & np.uint64(0xFFFFFF)).astype(np.int64)
+    order: Ints = np.argsort(key)
+    if pool.latency.ndim == 2 and pool.latency.shape[1] > 1:
+        home = np.argmin(pool.latency, axis=1)[order]
+        if pool.latency.shape[1] < 1 << 16:
+            home = home.astype(np.uint16)  # stable sorts of 16-bit keys are radix sorts
+        order = order[np.argsort(home, kind="stable")]
+    return order
 
 
 def _before(old_a: Floats, spread_a: Floats, key_a: NDArray[np.uint64], old_b: Floats,

@@ -216,3 +216,40 @@ def test_a_crowd_of_equal_ratings_is_matched_in_one_pass(waits: str, teams: int,
     m = match(p, rules)
     check_invariants(p, rules, m)
     assert len(m) == n // rules.players
+
+
+def _same(a: Matches, b: Matches) -> bool:
+    return all(np.array_equal(getattr(a, f), getattr(b, f))
+               for f in ("tickets", "team", "region", "worst_latency", "spread", "win"))
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_focused_rounds_find_what_rescanning_every_ticket_finds(seed: int) -> None:
+    # Rounds after the first look only near the last round's candidates; whatever the pool
+    # (dense, or a few matchable tickets among many that cannot play), the matches are the
+    # ones a rescan of every ticket each round forms.
+    rng = np.random.default_rng(1000 + seed)
+    teams, team_size = [(2, 1), (2, 2), (2, 5), (3, 3), (6, 1), (4, 1)][seed % 6]
+    rules = Rules(teams, team_size, float(rng.uniform(0.1, 3)), float(rng.uniform(0, 0.3)),
+                  float(rng.choice([0, 150])))
+    n = int(rng.integers(1, 3000))
+    size = np.where(rng.random(n) < 0.3, rng.integers(1, team_size + 1, n), 1)
+    regions = int(rng.integers(0, 4))
+    latency = rng.uniform(10, 250, (n, regions))
+    latency[rng.random((n, regions)) < 0.2] = np.inf
+    if seed % 2:  # sparse: most tickets out of every region's reach, a few near ones
+        latency[rng.random(n) < 0.95] = np.inf
+    r = np.round(rng.normal(25, 4, n), int(rng.integers(0, 3)))  # ties too
+    p = Pool(r, r * size, SIGMA2 * size, size.astype(np.int64), rng.uniform(0, 60, n), latency)
+    for rounds in (1, 2, 3, 64):
+        focused = match(p, rules, max_rounds=rounds)
+        assert _same(focused, match(p, rules, max_rounds=rounds, focus=False))
+        check_invariants(p, rules, focused)
+
+
+def test_sorting_keeps_rating_order_across_zero() -> None:
+    # Ratings are sorted as 64-bit keys: negative ones must come before positive ones and
+    # the most negative first, or neighbours in rating would not be neighbours in the run.
+    p = pool([-3.0, 2.0, -1.0, 0.5, -2.5, 1.5])
+    m = match(p, Rules(2, 1, 0.75, 0.0))
+    assert sorted(map(sorted, matched(m))) == [[0, 4], [1, 5]]
