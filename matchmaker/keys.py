@@ -10,6 +10,7 @@
 |                            |        | `seats` (JSON report), `result` once posted          |
 | `mm:{Q}:seating`           | zset   | match ids not yet reported, scored by seat expiry ms |
 | `mm:{Q}:lease`             | string | id of the process running this queue's matcher (PX)  |
+| `mm:{Q}:changes`           | stream | changes to waiting: `+` id, `-` ids (entries 0-N)    |
 | `mm:player:{P}`            | string | the ticket a player waits in (at most one, any queue)|
 | `mm:ratings`               | hash   | player -> `mu sigma games`                            |
 | `stadium:relays`           | hash   | relay URL -> `{"url", "load", "expires"}` (JSON)      |
@@ -18,6 +19,10 @@
 `stadium:relays` is written by the relays (relay/directory.py); entries past `expires`
 (unix seconds) are ignored and removed. `stadium:match:{M}:joined` is written by the relay
 that admits a player with a token for match M (relay/directory.py), read by the matcher.
+
+Entries of `mm:{Q}:changes` have ids 0-1, 0-2, ... (`XADD ... 0-*`), so a reader that last saw
+0-N knows entries were trimmed when the next it finds is not 0-(N+1). The stream keeps about
+`CHANGES_KEPT` entries; a matcher further behind reads the waiting set in full.
 
 The scripts that take tickets out of waiting (match, fail, cancel) publish their ids,
 space-separated, on the pub/sub channel `mm:ticket-events`; long-polls wait for that.
@@ -30,6 +35,7 @@ from __future__ import annotations
 RATINGS = "mm:ratings"
 TICKET_EVENTS = "mm:ticket-events"  # pub/sub: ids of tickets that stopped waiting
 RELAYS = "stadium:relays"  # the same name as relay/directory.py writes
+CHANGES_KEPT = 100_000  # entries of a queue's change stream kept (about 5 MB)
 
 
 def _tag(queue: str) -> str:
@@ -55,6 +61,10 @@ def seating(queue: str) -> str:
 def joined(match_id: str) -> str:
     """The same name as relay/directory.py writes: its own hash tag, the match id."""
     return f"stadium:match:{{{match_id}}}:joined"
+
+
+def changes(queue: str) -> str:
+    return f"{_tag(queue)}:changes"
 
 
 def lease(queue: str) -> str:

@@ -26,6 +26,8 @@ log = logging.getLogger("stadium.matchmaker")
 RELEASE_BATCH = 500  # matches released per pass; a backlog is worked off over the next passes
 READ_BATCH = 1000  # new tickets read and turned into rows per await
 BOTS_BATCH = 2000  # expired tickets matched with bots per pass (oldest first); the rest wait
+CHANGES_BATCH = 10000  # changes to waiting read per round trip
+REREAD_SECONDS = 300.0  # the whole waiting set is read this often, whatever the changes say
 
 
 def pool_of(tickets: Sequence[Ticket], now: float) -> tuple[Pool, list[str]]:
@@ -173,6 +175,10 @@ class PoolColumns:
         for row in np.flatnonzero(self._held & ~keep).tolist():
             self.remove(self.ticket(row).id)
 
+    def held(self) -> Ints:
+        """The row of every ticket held."""
+        return np.flatnonzero(self._held)
+
     def rows(self, ids: Sequence[bytes]) -> Ints:
         """The row of each ticket id, -1 for one not held."""
         return np.fromiter(map(self._slot.get, ids, repeat(-1)), np.int64, len(ids))
@@ -188,10 +194,13 @@ class PoolColumns:
         name of each latency column: what `pool_of` builds from the same tickets."""
         size = self.size[rows]
         mu = self.mu[rows]
-        used = np.flatnonzero(self._names[rows].any(axis=0))
+        if len(rows) == len(self):  # every ticket held: the columns anybody names
+            used = np.flatnonzero(np.array(self._users) > 0)
+        else:
+            used = np.flatnonzero(np.take(self._names, rows, axis=0).any(axis=0))
         names = sorted(self._region[c] for c in used.tolist())
         cols = np.array([self._column[n] for n in names], np.int64)
-        latency = self._latency[np.ix_(rows, cols)]
+        latency = np.take(np.take(self._latency, rows, axis=0), cols, axis=1)  # [np.ix_]: 10x
         return Pool(mu / np.maximum(size, 1), mu, self.sigma2[rows], size,
                     np.maximum(now - self.created[rows], 0.0), latency), names
 
@@ -211,30 +220,80 @@ class QueueMatcher:
         self.seat_grace = seat_grace
         self.lease_ttl = lease_ttl
         self._columns = PoolColumns()  # the waiting tickets read so far, as matcher rows
+        self._seen: int | None = None  # the last change to waiting that the columns hold
+        self._reread_at = 0.0  # monotonic time of the next read of the whole waiting set
         self._warned_no_relay = 0.0
+
+    async def _sync(self) -> Ints:
+        """Bring the columns up to the waiting set in Redis; returns the rows of every
+        waiting ticket. Reads only the changes since the last pass, and the whole set after
+        taking the lease, when changes were trimmed or the count of waiting tickets differs
+        from the columns' (a ticket written without its change), and every
+        `REREAD_SECONDS`."""
+        q, cols = self.queue, self._columns
+        while self._seen is not None and time.monotonic() < self._reread_at:
+            got = await self.store.changes(q.name, self._seen, CHANGES_BATCH)
+            if got is None:
+                log.warning("%s: changes to waiting were trimmed before this matcher read "
+                            "them; reading every waiting ticket", q.name)
+                break
+            self._seen = got.last
+            gone = set(got.removed)
+            for tid in gone:
+                cols.remove(tid.decode())
+            await self._read([t for t in got.added if t not in gone])
+            if got.more:
+                continue
+            if len(cols) == got.waiting:
+                return cols.held()
+            log.warning("%s: %d tickets wait, the matcher holds %d: reading every waiting "
+                        "ticket", q.name, got.waiting, len(cols))
+            break
+        # The whole set. Changes made while it is read come again next pass: adding a
+        # ticket held or removing one not held changes nothing.
+        self._seen = await self.store.last_change(q.name)
+        self._reread_at = time.monotonic() + REREAD_SECONDS
+        ids = await self.store.waiting(q.name)
+        rows = cols.rows(ids)
+        unknown = np.flatnonzero(rows < 0)
+        new = [ids[i] for i in unknown.tolist()]
+        await self._read(new)
+        rows[unknown] = cols.rows(new)
+        rows = rows[rows >= 0]
+        if len(cols) > len(rows):
+            cols.keep(rows)  # cancelled, or matched by another process meanwhile
+        return rows
+
+    async def _read(self, ids: Sequence[bytes]) -> None:
+        """Hold rows for these tickets not held yet (tickets never change once created). In
+        batches, so that reading 100,000 after taking the lease leaves the event loop to the
+        API in between. A waiting ticket whose record is gone (expired while no matcher
+        ran) fails with `timeout`, so that it does not hold a place in the queue."""
+        cols = self._columns
+        ids = [i for i, row in zip(ids, cols.rows(ids).tolist(), strict=True) if row < 0]
+        lost: list[str] = []
+        for at in range(0, len(ids), READ_BATCH):
+            batch = [i.decode() for i in ids[at:at + READ_BATCH]]
+            found = await self.store.tickets(self.queue.name, batch)
+            cols.add(t for t in found if t is not None)
+            lost += [tid for tid, t in zip(batch, found, strict=True) if t is None]
+        if lost:
+            log.warning("%s: %d waiting tickets have no record (expired): failing them",
+                        self.queue.name, len(lost))
+            n = await self.store.fail(self.queue.name, lost, "timeout")
+            self.metrics.tickets.labels(self.queue.name, "timeout").inc(n)
 
     async def step(self) -> int:
         """One pass; returns the number of matches committed (0 without the lease)."""
         q = self.queue
         if not await self.store.lease(q.name, self.owner, self.lease_ttl):
-            self._columns = PoolColumns()  # another process runs this queue; re-read if we
-            return 0  # take over
+            # Another process runs this queue: read everything again if this one takes over.
+            self._columns = PoolColumns()
+            self._seen = None
+            return 0
         started = time.perf_counter()
         cols = self._columns
-        ids = await self.store.waiting(q.name)
-        rows = cols.rows(ids)
-        unknown = np.flatnonzero(rows < 0).tolist()
-        # Only tickets not seen before are read: the rest never change. In batches, so that
-        # reading 100,000 after taking the lease leaves the event loop to the API in between.
-        for at in range(0, len(unknown), READ_BATCH):
-            batch = unknown[at:at + READ_BATCH]
-            new = [ids[i] for i in batch]
-            cols.add(t for t in await self.store.tickets(q.name, [i.decode() for i in new])
-                     if t is not None)
-            rows[batch] = cols.rows(new)
-        rows = rows[rows >= 0]
-        if len(cols) > len(rows):
-            cols.keep(rows)  # cancelled, or matched by another process meanwhile
+        rows = await self._sync()
         now = time.time()
         late = now - cols.created[rows] > q.max_wait
         committed = 0

@@ -1,41 +1,55 @@
 """Lua scripts: each ticket state change is one atomic step on one queue's keys. Those that
-take tickets out of waiting publish their ids on `mm:ticket-events` (keys.TICKET_EVENTS)."""
+take tickets out of waiting publish their ids on `mm:ticket-events` (keys.TICKET_EVENTS).
+Every change to the waiting set is also logged in the queue's change stream (entries 0-1,
+0-2, ...: `+` a ticket id that started waiting, `-` space-separated ids that stopped), so
+the queue's matcher reads what changed instead of every waiting id."""
 
-# KEYS: ticket, waiting. ARGV: ticket id, data JSON, created ms, ttl s, max waiting.
-CREATE = """
+from matchmaker.keys import CHANGES_KEPT
+
+# Appends one change to the stream KEYS[k]: log(k, '+' or '-', ids). Trimmed to about
+# keys.CHANGES_KEPT entries; a matcher further behind reads the waiting set in full.
+_LOG = f"""
+local function log(k, op, ids)
+  redis.call('XADD', KEYS[k], 'MAXLEN', '~', {CHANGES_KEPT}, '0-*', op, ids)
+end
+"""
+
+# KEYS: ticket, waiting, changes. ARGV: ticket id, data JSON, created ms, ttl s, max waiting.
+CREATE = _LOG + """
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return 0 end
 redis.call('HSET', KEYS[1], 'data', ARGV[2], 'status', 'waiting')
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+log(3, '+', ARGV[1])
 return 1
 """
 
-# KEYS: ticket, waiting. ARGV: ticket id, ttl s. Returns the status before the call
-# (false when there is no such ticket); only a waiting ticket becomes cancelled.
-CANCEL = """
+# KEYS: ticket, waiting, changes. ARGV: ticket id, ttl s. Returns the status before the
+# call (false when there is no such ticket); only a waiting ticket becomes cancelled.
+CANCEL = _LOG + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'waiting' then
   redis.call('HSET', KEYS[1], 'status', 'cancelled')
   redis.call('EXPIRE', KEYS[1], ARGV[2])
-  redis.call('ZREM', KEYS[2], ARGV[1])
+  if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then log(3, '-', ARGV[1]) end
   redis.call('PUBLISH', 'mm:ticket-events', ARGV[1])
 end
 return status
 """
 
-# KEYS: waiting, match, seating, ticket 1..n. ARGV: match data JSON, match ttl, ticket ttl,
+# KEYS: waiting, match, seating, changes, ticket 1..n. ARGV: match data JSON, match ttl, ticket ttl,
 # match id, seat expiry ms ('' when seats are not tracked), then (ticket id, seats JSON) per
 # ticket. All tickets still waiting: all become matched, the match is stored (and waits in
 # seating until its seats expire), and {} is returned; otherwise nothing changes and the ids
 # no longer waiting are returned.
-MATCH = """
+MATCH = _LOG + """
 local gone = {}
 for i = 6, #ARGV, 2 do
   if not redis.call('ZSCORE', KEYS[1], ARGV[i]) then gone[#gone + 1] = ARGV[i] end
 end
 if #gone > 0 then return gone end
 for i = 6, #ARGV, 2 do
-  local t = KEYS[4 + (i - 6) / 2]
+  local t = KEYS[5 + (i - 6) / 2]
   redis.call('HSET', t, 'status', 'matched', 'seats', ARGV[i + 1])
   redis.call('EXPIRE', t, ARGV[3])
   redis.call('ZREM', KEYS[1], ARGV[i])
@@ -45,6 +59,7 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 if ARGV[5] ~= '' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4]) end
 local ids = {}
 for i = 6, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
+log(4, '-', table.concat(ids, ' '))
 redis.call('PUBLISH', 'mm:ticket-events', table.concat(ids, ' '))
 return {}
 """
@@ -65,18 +80,33 @@ end
 return 1
 """
 
-# KEYS: waiting, ticket 1..n. ARGV: reason, ticket ttl, ticket ids. Waiting tickets fail.
-FAIL = """
+# KEYS: waiting, changes, ticket 1..n. ARGV: reason, ticket ttl, ticket ids. Waiting
+# tickets fail.
+FAIL = _LOG + """
 local failed = {}
 for i = 3, #ARGV do
   if redis.call('ZREM', KEYS[1], ARGV[i]) == 1 then
-    redis.call('HSET', KEYS[i - 1], 'status', 'failed', 'reason', ARGV[1])
-    redis.call('EXPIRE', KEYS[i - 1], ARGV[2])
+    if redis.call('EXISTS', KEYS[i]) == 1 then  -- not a record of a status alone
+      redis.call('HSET', KEYS[i], 'status', 'failed', 'reason', ARGV[1])
+      redis.call('EXPIRE', KEYS[i], ARGV[2])
+    end
     failed[#failed + 1] = ARGV[i]
   end
 end
-if #failed > 0 then redis.call('PUBLISH', 'mm:ticket-events', table.concat(failed, ' ')) end
+if #failed > 0 then
+  log(2, '-', table.concat(failed, ' '))
+  redis.call('PUBLISH', 'mm:ticket-events', table.concat(failed, ' '))
+end
 return #failed
+"""
+
+# KEYS: changes, waiting. ARGV: after (a change number N of entry 0-N), limit. Returns
+# {the latest change's entry id or false, tickets waiting now, up to `limit` entries after
+# 0-after as XRANGE gives them}: read together, so the count is that after those changes.
+CHANGES = """
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+return {top[1] and top[1][1] or false, redis.call('ZCARD', KEYS[2]),
+        redis.call('XRANGE', KEYS[1], '(0-' .. ARGV[1], '+', 'COUNT', ARGV[2])}
 """
 
 # KEYS: lease. ARGV: owner, ttl ms. 1 when the caller holds the lease (now or already).

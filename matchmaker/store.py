@@ -27,6 +27,17 @@ RATE_RETRIES = 20
 COMMIT_BATCH = 1000  # scripts per pipeline round trip when a pass commits many matches
 
 
+@dataclass(frozen=True)
+class Changes:
+    """Changes to a queue's waiting set, as its change stream logs them."""
+
+    last: int  # number of the last change read (0-N)
+    added: list[bytes]  # ids that started waiting
+    removed: list[bytes]  # ids that stopped waiting
+    more: bool  # more changes may follow
+    waiting: int  # tickets waiting once these changes are made (when `more` is False)
+
+
 class MatchmakerError(Exception):
     """Bad input or a missing thing: `status` and `code` go to the client as they are."""
 
@@ -65,6 +76,11 @@ class Ticket:
 
 def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _change_number(entry_id: bytes) -> int:
+    """N of a change stream entry id 0-N."""
+    return int(entry_id.split(b"-")[1])
 
 
 def _joined(raw: dict[Any, Any]) -> dict[str, float]:
@@ -110,6 +126,7 @@ class Store:
         self._result = redis.register_script(scripts.RESULT)
         self._rate = redis.register_script(scripts.RATE)
         self._release = redis.register_script(scripts.RELEASE)
+        self._changes = redis.register_script(scripts.CHANGES)
 
     def queue(self, name: str) -> Queue:
         q = self.queues.get(name)
@@ -146,7 +163,8 @@ class Store:
                 await self._hold(p, ticket.id)
                 held.append(p)
             ok = await self._create(
-                keys=[keys.ticket(q.name, ticket.id), keys.waiting(q.name)],
+                keys=[keys.ticket(q.name, ticket.id), keys.waiting(q.name),
+                      keys.changes(q.name)],
                 args=[ticket.id, ticket.encode(), int(ticket.created * 1000),
                       int(q.max_wait) + self.ticket_ttl, self.max_waiting])
             if not ok:
@@ -241,8 +259,9 @@ class Store:
         """Cancel a waiting ticket. Atomic against the matcher: either the ticket is matched
         and this raises 409 `already_matched`, or it is cancelled and never matched."""
         q = queue_of(ticket_id)
-        before = await self._cancel(keys=[keys.ticket(q, ticket_id), keys.waiting(q)],
-                                    args=[ticket_id, self.ticket_ttl])
+        before = await self._cancel(
+            keys=[keys.ticket(q, ticket_id), keys.waiting(q), keys.changes(q)],
+            args=[ticket_id, self.ticket_ttl])
         if before is None:
             raise MatchmakerError(404, "unknown_ticket", f"no ticket {ticket_id!r}")
         before = _text(before)
@@ -263,6 +282,33 @@ class Store:
         more than that (redis-py pairs scores up in Python: 130 ms at 100,000)."""
         raw: list[bytes] = await self.redis.zrange(keys.waiting(queue), 0, -1)
         return raw
+
+    async def last_change(self, queue: str) -> int:
+        """The number of the queue's latest change to its waiting set (0 for none yet)."""
+        raw = await self.redis.xrevrange(keys.changes(queue), "+", "-", count=1)
+        return _change_number(raw[0][0]) if raw else 0
+
+    async def changes(self, queue: str, after: int, limit: int = 10000) -> Changes | None:
+        """Up to `limit` changes to the waiting set after change number `after`. None when
+        some of them were trimmed or the log started again: then only the whole waiting set
+        tells what waits."""
+        top, count, raw = await self._changes(keys=[keys.changes(queue), keys.waiting(queue)],
+                                              args=[after, limit])
+        if (0 if top is None else _change_number(top)) < after:
+            return None  # the stream was deleted and started again
+        if not raw:
+            return Changes(after, [], [], False, int(count))
+        if _change_number(raw[0][0]) != after + 1:
+            return None
+        added: list[bytes] = []
+        removed: list[bytes] = []
+        for _, (op, ids) in raw:  # each entry holds one field: + id, or - ids
+            if op == b"+":
+                added.append(ids)
+            else:
+                removed += ids.split()
+        return Changes(_change_number(raw[-1][0]), added, removed, len(raw) == limit,
+                       int(count))
 
     async def tickets(self, queue: str, ids: Sequence[str]) -> list[Ticket | None]:
         out: list[Ticket | None] = []
@@ -295,7 +341,8 @@ class Store:
                 for tid in ticket_ids:
                     args += [tid, json.dumps(seats[tid], separators=(",", ":"))]
                 script_keys = [keys.waiting(queue), keys.match(queue, match["id"]),
-                               keys.seating(queue), *(keys.ticket(queue, t) for t in ticket_ids)]
+                               keys.seating(queue), keys.changes(queue),
+                               *(keys.ticket(queue, t) for t in ticket_ids)]
                 # EVAL, not EVALSHA: a cluster pipeline does not load scripts first
                 pipe.eval(scripts.MATCH, len(script_keys), *script_keys, *args)
             out += [[_text(g) for g in gone] for gone in await pipe.execute()]
@@ -333,7 +380,8 @@ class Store:
         if not ticket_ids:
             return 0
         return int(await self._fail(
-            keys=[keys.waiting(queue), *(keys.ticket(queue, t) for t in ticket_ids)],
+            keys=[keys.waiting(queue), keys.changes(queue),
+                  *(keys.ticket(queue, t) for t in ticket_ids)],
             args=[reason, self.ticket_ttl, *ticket_ids]))
 
     async def lease(self, queue: str, owner: str, ttl: float) -> bool:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from loadtest.matchmaker.seed import write_relay, write_waiting
 from loadtest.processes import ROOT
 from matchmaker import keys
 from matchmaker.matcher import Rules, match
@@ -78,16 +79,15 @@ def run(s: Scenario, repeat: int) -> dict[str, object]:
     now = time.time()
     pool, _ = pool_of(tickets, now)
     match(pool, s.rules)  # warm-up
-    # The service's pass between its Redis reads: the waiting ids (bytes, as Redis sends
-    # them) to rows of the columns kept across passes, late tickets out, gather, match.
+    # The service's pass between its Redis reads: the rows of the columns kept across
+    # passes (the changes read from Redis keep them up to date), late tickets out, gather,
+    # match.
     cols = PoolColumns()
     cols.add(tickets)
-    ids = [t.id.encode() for t in tickets]
     max_wait = 120.0
 
     def service_pass() -> object:
-        rows = cols.rows(ids)
-        rows = rows[rows >= 0]
+        rows = cols.held()
         rows = rows[~(now - cols.created[rows] > max_wait)]
         return match(cols.gather(rows, now)[0], s.rules)
 
@@ -151,21 +151,13 @@ async def _real(url: str, waiting: int, arrivals: int, repeat: int) -> list[dict
     store = Store(redis, {queue.name: queue})
     rng = np.random.default_rng(11)
     now = time.time()
-    pipe = redis.pipeline(transaction=False)
-    for i in range(waiting):  # what the CREATE script writes, in bulk
-        t = Ticket(f"bench.{i:032x}", "bench", [f"far{i}"], [float(rng.normal(25, 4))],
-                   [float(rng.uniform(1.5, SIGMA))],
-                   {"far": float(rng.uniform(160, 200)),
-                    **{r: float(rng.uniform(200, 250)) for r in REGIONS}},
-                   now - float(rng.uniform(0, 30)))
-        pipe.hset(keys.ticket("bench", t.id), mapping={"data": t.encode(), "status": "waiting"})
-        pipe.set(keys.player(t.players[0]), t.id)
-        pipe.zadd(keys.waiting("bench"), {t.id: int(t.created * 1000)})
-        if len(pipe) >= 3000:
-            await pipe.execute()
-    await pipe.execute()
-    await redis.hset(keys.RELAYS, "ws://relay.bench:1", json.dumps(
-        {"url": "ws://relay.bench:1", "load": 0, "expires": time.time() + 3600}))
+    await write_waiting(redis, (  # written in bulk: the first pass reads them all
+        Ticket(f"bench.{i:032x}", "bench", [f"far{i}"], [float(rng.normal(25, 4))],
+               [float(rng.uniform(1.5, SIGMA))],
+               {"far": float(rng.uniform(160, 200)),
+                **{r: float(rng.uniform(200, 250)) for r in REGIONS}},
+               now - float(rng.uniform(0, 30))) for i in range(waiting)))
+    await write_relay(redis, "ws://relay.bench:1")
     matcher = QueueMatcher(store, queue, Metrics(), owner="bench", secret="bench-secret",
                            seat_ttl=30.0, lease_ttl=60.0)
     rows: list[dict[str, object]] = []

@@ -4,13 +4,13 @@ probabilities that count the bots; the queue option; a pass over a backlog on Re
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
+from loadtest.matchmaker.seed import write_relay, write_waiting
 from matchmaker import keys
 from matchmaker.bots import BotMatches, fill, reach
 from matchmaker.matcher import Pool, Rules
@@ -236,17 +236,12 @@ async def test_a_backlog_of_expired_tickets_is_matched_over_several_passes(
         store = Store(redis, {queue.name: queue})
         now = time.time()
         n = BOTS_BATCH + 501
-        pipe = redis.pipeline(transaction=False)
-        for i in range(n):  # ticket 0 is the oldest and plays nowhere within 150 ms
-            t = Ticket(f"late.{i:032x}", "late", [f"p{i}"], [25.0], [SIGMA],
-                       {"eu": 400.0 if i == 0 else 30.0}, now - 100 - (n - i) / 1000)
-            pipe.hset(keys.ticket("late", t.id), mapping={"data": t.encode(),
-                                                          "status": "waiting"})
-            pipe.set(keys.player(f"p{i}"), t.id)
-            pipe.zadd(keys.waiting("late"), {t.id: int(t.created * 1000)})
-        await pipe.execute()
-        await redis.hset(keys.RELAYS, "ws://relay.test:1", json.dumps(
-            {"url": "ws://relay.test:1", "load": 0, "expires": time.time() + 60}))
+        # ticket 0 is the oldest and plays nowhere within 150 ms
+        await write_waiting(redis, (
+            Ticket(f"late.{i:032x}", "late", [f"p{i}"], [25.0], [SIGMA],
+                   {"eu": 400.0 if i == 0 else 30.0}, now - 100 - (n - i) / 1000)
+            for i in range(n)))
+        await write_relay(redis, "ws://relay.test:1")
         metrics = Metrics()
         matcher = QueueMatcher(store, queue, metrics, owner="test", secret="s", seat_ttl=10,
                                lease_ttl=5)

@@ -4,7 +4,6 @@ a real Redis read each ticket once and drop the ones that leave."""
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from loadtest.matchmaker.seed import write_relay, write_waiting
 from matchmaker import keys
 from matchmaker.matcher import Pool, Rules, match
 from matchmaker.metrics import Metrics
@@ -137,9 +137,9 @@ def redis_url() -> Iterator[str]:
         yield server.url
 
 
-async def _hget_calls(redis: object) -> int:
+async def _calls(redis: object, command: str) -> int:
     stats = await redis.info("commandstats")  # type: ignore[attr-defined]
-    return int(stats.get("cmdstat_hget", {}).get("calls", 0))
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
 async def test_passes_read_each_ticket_once_and_drop_those_that_leave(redis_url: str) -> None:
@@ -159,16 +159,18 @@ async def test_passes_read_each_ticket_once_and_drop_those_that_leave(redis_url:
             await store.cancel(t.id)
         newer = [await store.create_ticket("cols", f"late{i}", regions={f"y{i}": 20.0})
                  for i in range(5)]
-        before = await _hget_calls(redis)
+        before = await _calls(redis, "hget")
+        ranges = await _calls(redis, "zrange")
         assert await matcher.step() == 0
-        # 5 ticket reads for the newcomers; nothing for the 30 already read
-        assert await _hget_calls(redis) - before == 5
+        # 5 ticket reads for the newcomers; nothing for the 30 already read, and the
+        # changes told them apart: the waiting set was not read
+        assert await _calls(redis, "hget") - before == 5
+        assert await _calls(redis, "zrange") == ranges
         waiting = {t.id.encode() for t in alone[10:] + newer}
         assert len(matcher._columns) == len(waiting)
         assert (matcher._columns.rows(sorted(waiting)) >= 0).all()
         # two who fit each other, with a relay in the directory: one match, rows freed
-        await redis.hset(keys.RELAYS, "ws://relay.test:1", json.dumps(
-            {"url": "ws://relay.test:1", "load": 0, "expires": time.time() + 60}))
+        await write_relay(redis, "ws://relay.test:1")
         pair = [await store.create_ticket("cols", p, regions={"eu": 30.0}) for p in "ab"]
         assert await matcher.step() == 1
         assert len(matcher._columns) == len(waiting)
@@ -189,17 +191,10 @@ async def test_a_pass_commits_more_matches_than_one_batch(redis_url: str) -> Non
         store = Store(redis, {queue.name: queue})
         now = time.time()
         rng = random.Random(2)
-        pipe = redis.pipeline(transaction=False)
-        for i in range(2400):
-            t = Ticket(f"bulk.{i:032x}", "bulk", [f"b{i}"], [rng.gauss(25, 4)], [3.0],
-                       {"eu": 30.0}, now - i / 1000)
-            pipe.hset(keys.ticket("bulk", t.id), mapping={"data": t.encode(),
-                                                          "status": "waiting"})
-            pipe.set(keys.player(f"b{i}"), t.id)
-            pipe.zadd(keys.waiting("bulk"), {t.id: int(t.created * 1000)})
-        await pipe.execute()
-        await redis.hset(keys.RELAYS, "ws://relay.test:1", json.dumps(
-            {"url": "ws://relay.test:1", "load": 0, "expires": time.time() + 60}))
+        await write_waiting(redis, (
+            Ticket(f"bulk.{i:032x}", "bulk", [f"b{i}"], [rng.gauss(25, 4)], [3.0],
+                   {"eu": 30.0}, now - i / 1000) for i in range(2400)))
+        await write_relay(redis, "ws://relay.test:1")
         matcher = QueueMatcher(store, queue, Metrics(), owner="test", secret="s", seat_ttl=10,
                                lease_ttl=5)
         assert await matcher.step() == 1200
