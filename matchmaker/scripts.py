@@ -109,6 +109,13 @@ return {top[1] and top[1][1] or false, redis.call('ZCARD', KEYS[2]),
         redis.call('XRANGE', KEYS[1], '(0-' .. ARGV[1], '+', 'COUNT', ARGV[2])}
 """
 
+# KEYS: tickets. The `data` of each (false for a ticket that is gone).
+READ = """
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('HGET', KEYS[i], 'data') end
+return out
+"""
+
 # KEYS: lease. ARGV: owner, ttl ms. 1 when the caller holds the lease (now or already).
 LEASE = """
 local owner = redis.call('GET', KEYS[1])

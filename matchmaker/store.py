@@ -127,6 +127,7 @@ class Store:
         self._rate = redis.register_script(scripts.RATE)
         self._release = redis.register_script(scripts.RELEASE)
         self._changes = redis.register_script(scripts.CHANGES)
+        self._read = redis.register_script(scripts.READ)
 
     def queue(self, name: str) -> Queue:
         q = self.queues.get(name)
@@ -311,14 +312,13 @@ class Store:
                        int(count))
 
     async def tickets(self, queue: str, ids: Sequence[str]) -> list[Ticket | None]:
+        """The tickets of these ids (None for one that is gone): one script call per 1,000,
+        not a command each; their keys share the queue's hash tag, so on a cluster too."""
         out: list[Ticket | None] = []
         for i in range(0, len(ids), 1000):
             chunk = ids[i:i + 1000]
-            pipe = self.redis.pipeline(transaction=False)
-            for tid in chunk:
-                pipe.hget(keys.ticket(queue, tid), "data")
-            for raw in await pipe.execute():
-                out.append(None if raw is None else Ticket.decode(raw))
+            found = await self._read(keys=[keys.ticket(queue, tid) for tid in chunk])
+            out += [None if raw is None else Ticket.decode(raw) for raw in found]
         return out
 
     async def commit_matches(self, queue: str, matches: Sequence[tuple[dict[str, Any],
