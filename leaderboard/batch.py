@@ -111,6 +111,10 @@ class ScriptBatcher(asyncio.Protocol):
             self._flush_due = True
             asyncio.get_running_loop().call_soon(self._flush)
 
+    def flush(self) -> None:
+        """Write the calls made so far now rather than at the end of the loop pass."""
+        self._flush()
+
     def _flush(self) -> None:
         self._flush_due = False
         if self._transport is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from leaderboard.batch import CHUNK
+from leaderboard.store import COALESCE
 from stadium.config import ConfigError, setting
 from stadium.http import check_origins
 
@@ -30,11 +31,18 @@ class LeaderboardConfig:
         CHUNK, "script calls per write to Redis within one event-loop pass, so Redis starts on "
         "the first ones while the service still prepares the rest (0: one write per pass)")
 
+    coalesce_submits: int = setting(
+        COALESCE, "single-score submits to one board, made within one event-loop pass, that "
+        "may share one script call to Redis (each still succeeds or fails on its own); "
+        "1 sends each on its own")
+
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0-65535, not {self.port}")
         if not self.redis_timeout > 0:
             raise ConfigError(f"redis_timeout must be above 0, not {self.redis_timeout}")
+        if self.coalesce_submits < 1:
+            raise ConfigError(f"coalesce_submits must be 1 or more, not {self.coalesce_submits}")
         if self.redis_chunk < 0:
             raise ConfigError(f"redis_chunk must be 0 or more, not {self.redis_chunk}")
         check_origins(self.cors_origins)

@@ -38,61 +38,85 @@ end
 """
 
 # KEYS: meta, periods-set, then (zset, index) per period.
-# ARGV: order, op, now_ms, nperiods, limit, then (period id, expire-at) per period,
-#       then (player, score, metadata-or-empty) per entry.
+# ARGV: order, op, now_ms, nperiods, limit, then (period id, expire-at) per period, then
+#       groups, each a count n followed by n (player, score, metadata-or-empty).
+# Each group is one request, run after the one before it as if it were a call of its own:
+# planned in full, then written, then ranked. Replies, one per group: {score, rank} per
+# entry and period, or the string 'RANGE <player>' for a group that wrote nothing because
+# a total would leave the score range.
 # A period's keys get their expiry (and its id goes in the periods set) only when an entry
 # new to that period is written, as only then can the keys have just been created: most
 # submits update players already on the board and skip those calls.
 SUBMIT = _COMMON + """
 local op, now, np, limit = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local first = 6 + 2 * np
 local tb = now
 if desc then tb = 9999999999999 - now end
 local prefix = string.format('%013d', tb)
-local plan = {}
-local final = {}  -- per entry and period: {member, score as Redis gives it}
-local changed_all = {}
 local fresh = {}  -- periods that got an entry new to them
-for e = first, #ARGV, 3 do
-  local player, score = ARGV[e], tonumber(ARGV[e + 1])
-  local mine = {}
-  for p = 1, np do
-    local z, idx = KEYS[1 + 2 * p], KEYS[2 + 2 * p]
-    local old = redis.call('HGET', idx, player)
-    local new, write, raw = score, true, nil
-    if old then
-      raw = redis.call('ZSCORE', z, old)
-      if not raw then old = false end  -- an index entry without its member: write anew
-    end
-    if old then
-      local prev = tonumber(raw)
-      if op == 'incr' then
-        new = prev + score
-      elseif op == 'best' and ((desc and score <= prev) or (not desc and score >= prev)) then
-        write = false
+-- Flat arrays rather than a table per entry: making tables is most of a small call's cost,
+-- and one made with room for 8 does not grow for a single submit.
+local function group(first, last)
+  -- plan: z, idx, player, old, text, member, period of each write;
+  -- res: member, score text of each (entry, period)
+  local plan, n = {nil, nil, nil, nil, nil, nil, nil, nil}, 0
+  local res, r = {nil, nil, nil, nil, nil, nil, nil, nil}, 0
+  local changed_all = {}
+  for e = first, last, 3 do
+    local player, score = ARGV[e], tonumber(ARGV[e + 1])
+    for p = 1, np do
+      local z, idx = KEYS[1 + 2 * p], KEYS[2 + 2 * p]
+      local old = redis.call('HGET', idx, player)
+      local new, write, raw = score, true, nil
+      if old then
+        raw = redis.call('ZSCORE', z, old)
+        if not raw then old = false end  -- an index entry without its member: write anew
       end
-      if new == prev then write = false end
-    end
-    if write and (new > limit or new < -limit) then
-      return redis.error_reply('RANGE ' .. player)
-    end
-    if write then
-      local text = string.format('%.17g', new)
-      local member = prefix .. player
-      plan[#plan + 1] = {z, idx, player, old, text, member}
-      mine[p] = {member, text}
-      if p == 1 then changed_all[player] = true end
-      if not old then fresh[p] = true end
-    else
-      mine[p] = {old, raw}
+      if old then
+        local prev = tonumber(raw)
+        if op == 'incr' then
+          new = prev + score
+        elseif op == 'best' and ((desc and score <= prev) or (not desc and score >= prev)) then
+          write = false
+        end
+        if new == prev then write = false end
+      end
+      if write and (new > limit or new < -limit) then return 'RANGE ' .. player end
+      if write then
+        local text, member = string.format('%.17g', new), prefix .. player
+        plan[n + 1], plan[n + 2], plan[n + 3], plan[n + 4] = z, idx, player, old
+        plan[n + 5], plan[n + 6], plan[n + 7] = text, member, p
+        n = n + 7
+        res[r + 1], res[r + 2] = member, text
+        if p == 1 then changed_all[player] = true end
+      else
+        res[r + 1], res[r + 2] = old, raw
+      end
+      r = r + 2
     end
   end
-  final[#final + 1] = mine
+  for i = 1, n, 7 do
+    if plan[i + 3] then redis.call('ZREM', plan[i], plan[i + 3]) else fresh[plan[i + 6]] = true end
+    redis.call('ZADD', plan[i], plan[i + 4], plan[i + 5])
+    redis.call('HSET', plan[i + 1], plan[i + 2], plan[i + 5])
+  end
+  local out, k = {nil, nil, nil, nil, nil, nil, nil, nil}, 0
+  for e = first, last, 3 do
+    if ARGV[e + 2] ~= '' and changed_all[ARGV[e]] then
+      redis.call('HSET', KEYS[1], ARGV[e], ARGV[e + 2])
+    end
+    for p = 1, np do
+      out[k + 1], out[k + 2] = res[k + 2], rank(KEYS[1 + 2 * p], res[k + 1]) + 1
+      k = k + 2
+    end
+  end
+  return out
 end
-for _, s in ipairs(plan) do
-  if s[4] then redis.call('ZREM', s[1], s[4]) end
-  redis.call('ZADD', s[1], s[5], s[6])
-  redis.call('HSET', s[2], s[3], s[6])
+local replies = {}
+local a = 6 + 2 * np
+while a <= #ARGV do
+  local last = a + 3 * tonumber(ARGV[a])
+  replies[#replies + 1] = group(a + 1, last)
+  a = last + 1
 end
 for p = 1, np do
   if fresh[p] then
@@ -104,18 +128,7 @@ for p = 1, np do
     end
   end
 end
-local out = {}
-for i, e in ipairs(final) do
-  local a = first + 3 * (i - 1)
-  if ARGV[a + 2] ~= '' and changed_all[ARGV[a]] then
-    redis.call('HSET', KEYS[1], ARGV[a], ARGV[a + 2])
-  end
-  for p = 1, np do
-    out[#out + 1] = e[p][2]
-    out[#out + 1] = rank(KEYS[1 + 2 * p], e[p][1]) + 1
-  end
-end
-return out
+return replies
 """
 
 # KEYS: zset, meta. ARGV: order, limit, cursor score ('' for the first page), cursor member.

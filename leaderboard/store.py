@@ -13,10 +13,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ResponseError
 
 from leaderboard import keys, periods, scripts
 from leaderboard.batch import CHUNK, ScriptBatcher
+
+# Single-score submits to one board merged into one script call, at most (see `_Merge`).
+COALESCE = 8
 
 # Matched with fullmatch: `$` would also accept a trailing newline.
 NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
@@ -108,10 +110,11 @@ class Store:
 
     def __init__(self, redis: aioredis.Redis | Any, settings_ttl: float = 1.0,
                  redis_timeout: float = 5.0, direct: bool = True,
-                 redis_chunk: int = CHUNK) -> None:
+                 redis_chunk: int = CHUNK, coalesce: int = COALESCE) -> None:
         """`direct=False` sends script calls through redis-py pipelines rather than the
         batcher's own connection; `redis_chunk` is its calls per write (see
-        `leaderboard/batch.py`)."""
+        `leaderboard/batch.py`); `coalesce` is how many single-score submits to one board
+        made in one loop pass may share a script call (1: none do)."""
         self.redis = redis
         # Board settings are read on every request and change rarely: another process's
         # change is seen within `settings_ttl` seconds.
@@ -126,6 +129,8 @@ class Store:
         # A cluster client routes each call by its keys; a single server takes batches.
         self._batcher = None if isinstance(redis, RedisCluster) else \
             ScriptBatcher(redis, redis_timeout, direct, redis_chunk)
+        self.coalesce = coalesce
+        self._merging: dict[str, _Merge] = {}  # board -> submits waiting for this pass's call
 
     async def aclose(self) -> None:
         """Close the script connection (the redis client stays open: it is the caller's)."""
@@ -207,24 +212,17 @@ class Store:
                 raise BoardError(422, "metadata_too_large", f"metadata of {player!r} is over "
                                  f"{board.metadata_max_bytes} bytes")
             argv_entries += [player, repr(float(score)), meta_text]
-        now = time.time() if at is None else at
-        key_list = [keys.metadata(name), keys.periods(name), keys.entries(name, "all"),
-                    keys.index(name, "all")]
-        argv: list[Any] = [board.order, board.operator, int(now * 1000),
-                           1 + len(board.periods), SCORE_LIMIT, "all", 0]
-        for kind in board.periods:
-            pid, end = periods.current(kind, now, board.reset_time)
-            key_list += [keys.entries(name, pid), keys.index(name, pid)]
-            # A period's entries are kept for one more period after it ends.
-            argv += [pid, int(end + GRACE[kind])]
-        try:
-            raw = await self._eval(self._submit, key_list, argv + argv_entries)
-        except ResponseError as err:
-            if str(err).startswith("RANGE"):
-                player = str(err).split(" ", 1)[1]
-                raise BoardError(422, "score_out_of_range", f"the total of {player!r} would "
-                                 f"leave ±{SCORE_LIMIT}; nothing was written") from None
-            raise
+        if at is None and len(entries) == 1 and self.coalesce > 1 \
+                and self._batcher is not None:
+            raw = await self._merged(name, board, entries[0]["player"], argv_entries)
+        else:
+            key_list, argv = self._submit_head(name, board, time.time() if at is None else at)
+            raw = (await self._eval(self._submit, key_list,
+                                    argv + [len(entries)] + argv_entries))[0]
+        if isinstance(raw, bytes):  # 'RANGE <player>'
+            player = raw.decode().split(" ", 1)[1]
+            raise BoardError(422, "score_out_of_range", f"the total of {player!r} would "
+                             f"leave ±{SCORE_LIMIT}; nothing was written")
         out = []
         names = ["all", *board.periods]
         width = 2 * len(names)
@@ -234,6 +232,49 @@ class Store:
                 names[p]: {"score": _number(row[2 * p]), "rank": int(row[2 * p + 1])}
                 for p in range(len(names))}})
         return out
+
+    def _submit_head(self, name: str, board: Board, now: float) -> tuple[list[Any], list[Any]]:
+        """KEYS and the leading ARGV of a SUBMIT call at unix time `now`."""
+        key_list = [keys.metadata(name), keys.periods(name), keys.entries(name, "all"),
+                    keys.index(name, "all")]
+        argv: list[Any] = [board.order, board.operator, int(now * 1000),
+                           1 + len(board.periods), SCORE_LIMIT, "all", 0]
+        for kind in board.periods:
+            pid, end = periods.current(kind, now, board.reset_time)
+            key_list += [keys.entries(name, pid), keys.index(name, pid)]
+            # A period's entries are kept for one more period after it ends.
+            argv += [pid, int(end + GRACE[kind])]
+        return key_list, argv
+
+    def _merged(self, name: str, board: Board, player: str,
+                entry: list[Any]) -> asyncio.Future[Any]:
+        """This submit's reply, from a script call it shares with the other single-score
+        submits to the board in this loop pass: each is its own group in the call, so one
+        failing fails alone. A player already in the call starts the next one, as does a
+        full call (`coalesce`), which is written at once so Redis can start on it."""
+        merge = self._merging.get(name)
+        if merge is not None and (merge.board is not board or player in merge.players):
+            self._send_merge(name, merge)
+            merge = None
+        if merge is None:
+            key_list, argv = self._submit_head(name, board, time.time())
+            merge = self._merging[name] = _Merge(board, key_list, argv)
+            asyncio.get_running_loop().call_soon(self._send_merge, name, merge)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        merge.add(player, entry, future)
+        if len(merge.waiting) >= self.coalesce:
+            self._send_merge(name, merge)
+        return future
+
+    def _send_merge(self, name: str, merge: _Merge) -> None:
+        if merge.sent:
+            return
+        merge.sent = True
+        if self._merging.get(name) is merge:
+            del self._merging[name]
+        assert self._batcher is not None
+        self._batcher.run(self._submit, merge.keys, merge.argv).add_done_callback(merge.answer)
+        self._batcher.flush()
 
     async def page(self, name: str, period: str = "all", limit: int = 10,
                    cursor: str | None = None) -> dict[str, Any]:
@@ -294,6 +335,38 @@ class Store:
         for pid in pids or ["all"]:
             key_list += [keys.entries(name, pid), keys.index(name, pid)]
         return int(await self._eval(self._remove, key_list, [board.order, player]))
+
+
+class _Merge:
+    """Single-score submits to one board that go to Redis as one SUBMIT call."""
+
+    __slots__ = ("board", "keys", "argv", "players", "waiting", "sent")
+
+    def __init__(self, board: Board, key_list: list[Any], argv: list[Any]) -> None:
+        self.board = board
+        self.keys = key_list
+        self.argv = argv
+        self.players: set[str] = set()
+        self.waiting: list[asyncio.Future[Any]] = []
+        self.sent = False
+
+    def add(self, player: str, entry: list[Any], future: asyncio.Future[Any]) -> None:
+        self.players.add(player)
+        self.argv += [1, *entry]
+        self.waiting.append(future)
+
+    def answer(self, done: asyncio.Future[Any]) -> None:
+        """Hand each submit its own group's reply (or the call's error)."""
+        error = done.exception()
+        replies = None if error is not None else done.result()
+        for i, future in enumerate(self.waiting):
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                assert replies is not None
+                future.set_result(replies[i])
 
 
 def _entries(raw: list[Any]) -> list[dict[str, Any]]:

@@ -89,8 +89,14 @@ async def _load(op: Callable[[int, int], Awaitable[None]], seconds: float,
     return len(latencies), latencies
 
 
+async def _script_calls(red: Any) -> int:
+    """Script calls Redis has run so far (EVALSHA, and EVAL for scripts it did not know)."""
+    stats = await red.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
+
+
 def _row(placement: str, target: str, op: str, n: int, lat: list[float], seconds: float,
-         cpu: dict[str, float]) -> dict[str, Any]:
+         cpu: dict[str, float], calls: int) -> dict[str, Any]:
     lat.sort()
 
     def pct(q: float) -> float:
@@ -105,17 +111,22 @@ def _row(placement: str, target: str, op: str, n: int, lat: list[float], seconds
             **{f"{k}_cpu_pct": round(v / seconds * 100) for k, v in cpu.items()},
             "cpu_us_per_op": round(us_per_op, 1),
             "redis_us_per_op": round(cpu["redis"] / max(n, 1) * 1e6, 1),
+            # Below 1 where submits share script calls (see --coalesce).
+            "calls_per_op": round(calls / max(n, 1), 2),
             "ops_per_core_s": round(1e6 / max(us_per_op, 1))}
 
 
 async def run(players: int, seconds: float, concurrency: int, placements: list[str],
               client: str, seeding: str = "redis", targets: tuple[str, ...] = TARGETS,
               op_names: tuple[str, ...] = OPS, repeat: int = 1,
-              redis_chunk: int | None = None) -> list[dict[str, Any]]:
+              redis_chunk: int | None = None,
+              coalesce: int | None = None) -> list[dict[str, Any]]:
     rows = []
     with EmbeddedRedis() as redis_server:
         assert redis_server.proc is not None
         chunk_args = [] if redis_chunk is None else ["--redis-chunk", str(redis_chunk)]
+        if coalesce is not None:
+            chunk_args += ["--coalesce-submits", str(coalesce)]
         service = start_service("leaderboard", "--redis-url", redis_server.url,
                                 "--api-key", KEY, *chunk_args)
         pids = {"service": service.proc.pid, "redis": redis_server.proc.pid}
@@ -189,8 +200,13 @@ async def run(players: int, seconds: float, concurrency: int, placements: list[s
                     assert r.status == 200
                     await r.read()
 
-            stores = {"store": Store(red) if redis_chunk is None else
-                      Store(red, redis_chunk=redis_chunk), "redis-py": Store(red, direct=False)}
+            tuning: dict[str, int] = {}
+            if redis_chunk is not None:
+                tuning["redis_chunk"] = redis_chunk
+            if coalesce is not None:
+                tuning["coalesce"] = coalesce
+            stores = {"store": Store(red, **tuning),
+                      "redis-py": Store(red, direct=False, **tuning)}
 
             def direct(store: Store) -> tuple[Callable[[int, int], Awaitable[None]],
                                               Callable[[int, int], Awaitable[None]]]:
@@ -218,6 +234,7 @@ async def run(players: int, seconds: float, concurrency: int, placements: list[s
                 for target, op, fn in ops:
                     if target == "service" and client == "raw":
                         await reconnect()  # each row starts on fresh connections
+                    calls = await _script_calls(red)
                     before = {"service": _cpu(pids["service"]), "redis": _cpu(pids["redis"]),
                               "client": time.process_time(), "machine": _machine_cpu()}
                     n, lat = await _load(fn, seconds, concurrency)
@@ -227,7 +244,8 @@ async def run(players: int, seconds: float, concurrency: int, placements: list[s
                     # Whatever else ran on the machine meanwhile (other people's work).
                     cpu["others"] = max(0.0, _machine_cpu() - before["machine"] - sum(
                         cpu.values()))
-                    rows.append(_row(placement, target, op, n, lat, seconds, cpu))
+                    calls = await _script_calls(red) - calls
+                    rows.append(_row(placement, target, op, n, lat, seconds, cpu, calls))
                     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
             await session.close()
             for store in stores.values():
@@ -262,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="run each placement's rows this many times (to see the noise)")
     ap.add_argument("--redis-chunk", type=int, default=None,
                     help="the service's --redis-chunk (and the store rows'); default: theirs")
+    ap.add_argument("--coalesce", type=int, default=None,
+                    help="the service's --coalesce-submits (and the store rows'); default: "
+                    "theirs")
     args = ap.parse_args(argv)
     targets = tuple(t for t in args.targets.split(",") if t)
     op_names = tuple(o for o in args.ops.split(",") if o)
@@ -271,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     placements = list(PLACEMENTS) if args.pin == "both" else [args.pin]
     rows = uvloop.run(run(args.players, args.seconds, args.concurrency, placements,
                           args.client, args.seed, targets, op_names, args.repeat,
-                          args.redis_chunk))
+                          args.redis_chunk, args.coalesce))
     cols = list(rows[0])
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
     print(f"board of {args.players} players, {args.concurrency} concurrent clients, "
@@ -295,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
                                "players": args.players, "concurrency": args.concurrency,
                                "client": args.client, "seed": args.seed,
-                               "redis_chunk": args.redis_chunk,
+                               "redis_chunk": args.redis_chunk, "coalesce": args.coalesce,
                                "load_average": os.getloadavg(), "rows": rows}, indent=1))
     print(f"wrote {out.relative_to(ROOT)}")
     return 0

@@ -54,7 +54,7 @@ async def test_calls_of_one_pass_go_out_in_chunks_and_answer_in_order() -> None:
     with EmbeddedRedis() as server:
         redis = await connect(server.url)
         for chunk, writes in ((0, 1), (8, 7), (50, 1), (1, 50)):
-            store = Store(redis, redis_chunk=chunk)
+            store = Store(redis, redis_chunk=chunk, coalesce=1)  # one call per submit
             assert store._batcher is not None
             await store.put_board(f"c{chunk}", Board(operator="incr"))
             # Connects and loads the script, so the calls below are one pass and nothing else.
@@ -156,3 +156,53 @@ async def test_service_answers_503_while_redis_is_down_and_recovers() -> None:
     finally:
         proc.stop()
         server.stop()
+
+
+async def _script_calls(redis: aioredis.Redis) -> int:
+    stats = await redis.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
+
+
+async def test_single_submits_of_one_pass_share_a_call_and_each_stands_alone(
+        store: Store) -> None:
+    await store.put_board("merged", Board(operator="incr"))
+    await store.submit("merged", [{"player": "rich", "score": 2**53 - 2}])
+    calls = await _script_calls(store.redis)
+    results = await asyncio.gather(
+        store.submit("merged", [{"player": "rich", "score": 5}]),  # would leave the range
+        store.submit("merged", [{"player": "poor", "score": 5}]),
+        store.submit("merged", [{"player": "ann", "score": 1}]),
+        store.submit("merged", [{"player": "ann", "score": 2}]),  # ann again: the next call
+        store.submit("merged", [{"player": "ben", "score": 4, "metadata": {"hat": 1}}]),
+        store.submit("merged", [{"player": "cat", "score": 6}]),
+        return_exceptions=True)
+    # Six submits, two script calls: ann's second submit starts a call of its own.
+    assert await _script_calls(store.redis) - calls == 2
+    assert getattr(results[0], "code", None) == "score_out_of_range"
+    answers = [r[0]["periods"]["all"] if isinstance(r, list) else None for r in results]
+    assert answers[1:] == [{"score": 5, "rank": 2}, {"score": 1, "rank": 3},
+                           {"score": 3, "rank": 3}, {"score": 4, "rank": 3},
+                           {"score": 6, "rank": 2}]
+    page = await store.page("merged", limit=10)
+    assert [(e["player"], e["score"], e["metadata"]) for e in page["entries"]] == [
+        ("rich", 2**53 - 2, None), ("cat", 6, None), ("poor", 5, None),
+        ("ben", 4, {"hat": 1}), ("ann", 3, None)]
+
+
+async def test_full_calls_go_at_once_and_batches_are_never_merged(store: Store) -> None:
+    store.coalesce = 3
+    await store.put_board("full", Board())
+    await store.submit("full", [{"player": "seed", "score": 0}])
+    calls = await _script_calls(store.redis)
+    results = await asyncio.gather(
+        *(store.submit("full", [{"player": f"p{i}", "score": i}]) for i in range(7)),
+        store.submit("full", [{"player": "b1", "score": 1}, {"player": "b2", "score": 2}]),
+        store.submit("full", [{"player": "t", "score": 9}], at=T_FIXED))
+    # Calls of 3, 3 and 1 single submits, the batch and the timed submit on their own.
+    assert await _script_calls(store.redis) - calls == 5
+    assert [r[0]["periods"]["all"]["score"] for r in results[:7]] == list(range(7))
+    assert [r["player"] for r in results[7]] == ["b1", "b2"]
+    assert (await store.player("full", "t"))["rank"] == 1
+
+
+T_FIXED = 1_900_000_000.0
