@@ -12,6 +12,7 @@ import uvicorn
 from leaderboard.api import create_app
 from leaderboard.config import LeaderboardConfig
 from leaderboard.store import Store
+from stadium.http import OneWriteHttpToolsProtocol
 from stadium.redis_client import connect
 
 log = logging.getLogger("stadium.leaderboard")
@@ -38,7 +39,7 @@ class LeaderboardService:
         # `server` header: both are per-request work on every answer.
         self._server = server = uvicorn.Server(uvicorn.Config(
             app, host=self.cfg.host, port=self.cfg.port, log_level="warning", access_log=False,
-            lifespan="off", http="httptools", loop="none", proxy_headers=False,
+            lifespan="off", http=OneWriteHttpToolsProtocol, loop="none", proxy_headers=False,
             server_header=False))
         self._task = asyncio.create_task(server.serve())
         while not server.started:

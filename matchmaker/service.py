@@ -19,6 +19,7 @@ from matchmaker.metrics import Metrics
 from matchmaker.passes import QueueMatcher
 from matchmaker.store import Store
 from matchmaker.waiters import TicketWaiters
+from stadium.http import OneWriteHttpToolsProtocol
 from stadium.redis_client import connect
 
 log = logging.getLogger("stadium.matchmaker")
@@ -53,7 +54,7 @@ class MatchmakerService:
                          cfg.cors_origins)
         self._server = server = uvicorn.Server(uvicorn.Config(
             app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False,
-            lifespan="off", http="httptools", loop="none"))
+            lifespan="off", http=OneWriteHttpToolsProtocol, loop="none"))
         self._task = asyncio.create_task(server.serve())
         while not server.started:
             if self._task.done():

@@ -3,6 +3,7 @@ call them), the server-key check and the JSON error body."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import re
@@ -16,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from stadium.config import ConfigError
 
@@ -104,3 +106,53 @@ class MeasureRequests:
         finally:
             name = getattr(scope.get("route"), "path", "unmatched")
             self.record(name, status[0], time.perf_counter() - started)
+
+
+class _OneWritePerResponse:
+    """A transport that holds a response's head until its body comes, so that both go out
+    in one write (uvicorn writes them apart: the client then often wakes twice per answer
+    and the server makes two send calls). A head whose body does not follow in the same
+    step is written at the end of the loop pass; `close` writes what is held first."""
+
+    __slots__ = ("_transport", "_held", "_due")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: bytes | None = None
+        self._due = False
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held + data)
+        elif data.startswith(b"HTTP/") and data.endswith(b"\r\n\r\n"):
+            self._held = data
+            if not self._due:
+                self._due = True
+                asyncio.get_running_loop().call_soon(self._write_held)
+        else:
+            self._transport.write(data)
+
+    def _write_held(self) -> None:
+        self._due = False
+        if self._held is not None:
+            held, self._held = self._held, None
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self._write_held()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class OneWriteHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with each response's head and body in one write: give
+    it as `uvicorn.Config(http=...)`."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self.transport = _OneWritePerResponse(self.transport)  # type: ignore[assignment]
