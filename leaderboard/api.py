@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
 from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from pydantic import (
     BaseModel,
@@ -33,6 +33,7 @@ from stadium.http import (
     MeasureRequests,
     add_cors,
     add_error_handlers,
+    add_operations_routes,
     error_response,
     key_matches,
 )
@@ -287,14 +288,7 @@ def create_app(store: Store, api_key: str | None, cors_origins: Sequence[str] = 
 
     add_error_handlers(app)
 
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        await store.redis.ping()
-        return {"status": "ok"}
-
-    @app.get("/metrics", tags=["operations"], response_class=Response)
-    async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    add_operations_routes(app, store.redis, registry)
 
     @app.put("/boards/{board}", dependencies=writer, tags=["boards"])
     async def put_board(board: str, settings: BoardSettings) -> JSONResponse:

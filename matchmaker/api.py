@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, JsonValue, StrictFloat, StrictInt
 
 from matchmaker.metrics import Metrics
@@ -24,6 +23,7 @@ from stadium.http import (
     MeasureRequests,
     add_cors,
     add_error_handlers,
+    add_operations_routes,
     error_response,
     key_matches,
 )
@@ -75,14 +75,7 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
 
     add_error_handlers(app)
 
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
-        await store.redis.ping()
-        return {"status": "ok"}
-
-    @app.get("/metrics", tags=["operations"], response_class=Response)
-    async def get_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    add_operations_routes(app, store.redis, metrics.registry)
 
     @app.get("/queues", tags=["queues"])
     async def queues() -> JSONResponse:

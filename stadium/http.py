@@ -13,7 +13,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
@@ -61,6 +62,20 @@ def key_matches(api_key: str | None, x_api_key: str | None, authorization: str |
 def error_response(status: int, code: str, message: str) -> JSONResponse:
     """The services' error body: {"error": {"code", "message"}}."""
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def add_operations_routes(app: FastAPI, redis: Any, registry: CollectorRegistry) -> None:
+    """`/healthz` (ok once Redis answers a ping) and `/metrics` (the Prometheus text of
+    `registry`), as every HTTP service has them."""
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        await redis.ping()
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def add_error_handlers(app: FastAPI) -> None:
