@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from loadtest.processes import ROOT, ServiceProcess, start_service
@@ -55,3 +56,10 @@ def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
     server = EmbeddedRedis() if request.param == "single" else EmbeddedCluster(3)
     with server:
         yield server.url
+
+
+@pytest.fixture
+async def http(service: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the module's `service` fixture (the URL of the service under test)."""
+    async with httpx.AsyncClient(base_url=service, timeout=30) as client:
+        yield client

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,12 +23,6 @@ def service(redis_url: str) -> Iterator[str]:
     proc = start_service("leaderboard", "--redis-url", redis_url, "--api-key", KEY)
     yield proc.url
     proc.stop()
-
-
-@pytest.fixture
-async def http(service: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=service, timeout=30) as client:
-        yield client
 
 
 def _error(r: httpx.Response) -> str:

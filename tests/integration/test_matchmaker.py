@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +70,6 @@ def service(redis_url: str, queues: Path, relay: ServiceProcess) -> Iterator[str
     proc = matchmaker(redis_url, queues)
     yield proc.url
     proc.stop()
-
-
-@pytest.fixture
-async def http(service: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=service, timeout=30) as client:
-        yield client
 
 
 def _error(r: httpx.Response) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -68,12 +68,6 @@ def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     finally:
         mm.stop()
         relay.stop(signal.SIGKILL)
-
-
-@pytest.fixture
-async def http(service: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=service, timeout=30) as client:
-        yield client
 
 
 async def _ticket(http: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
