@@ -37,9 +37,9 @@ end
 return status
 """
 
-# KEYS: waiting, match, seating, changes, ticket 1..n. ARGV: match data JSON, match ttl, ticket ttl,
-# match id, seat expiry ms ('' when seats are not tracked), then (ticket id, seats JSON) per
-# ticket. All tickets still waiting: all become matched, the match is stored (and waits in
+# KEYS: waiting, match, seating, changes, ticket 1..n. ARGV: match data JSON, match ttl,
+# ticket ttl, match id, seat expiry ms ('' when seats are not tracked), then (ticket id,
+# seats JSON) per ticket. All tickets still waiting: all become matched, the match is stored (and waits in
 # seating until its seats expire), and {} is returned; otherwise nothing changes and the ids
 # no longer waiting are returned.
 MATCH = _LOG + """
@@ -59,8 +59,9 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 if ARGV[5] ~= '' then redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4]) end
 local ids = {}
 for i = 6, #ARGV, 2 do ids[#ids + 1] = ARGV[i] end
-log(4, '-', table.concat(ids, ' '))
-redis.call('PUBLISH', 'mm:ticket-events', table.concat(ids, ' '))
+ids = table.concat(ids, ' ')
+log(4, '-', ids)
+redis.call('PUBLISH', 'mm:ticket-events', ids)
 return {}
 """
 
@@ -94,8 +95,9 @@ for i = 3, #ARGV do
   end
 end
 if #failed > 0 then
-  log(2, '-', table.concat(failed, ' '))
-  redis.call('PUBLISH', 'mm:ticket-events', table.concat(failed, ' '))
+  local ids = table.concat(failed, ' ')
+  log(2, '-', ids)
+  redis.call('PUBLISH', 'mm:ticket-events', ids)
 end
 return #failed
 """
