@@ -58,6 +58,7 @@ loadtest-matchmaker: $(LOAD_STAMP)
 lint: install
 	$(VENV)/bin/ruff check relay stadium matchmaker leaderboard sdk/python tests loadtest
 	$(VENV)/bin/mypy --strict relay stadium matchmaker leaderboard sdk/python/stadium_client
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) tests/node/node_modules tests/browser/node_modules .pytest_cache

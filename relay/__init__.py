@@ -1,13 +1,23 @@
-"""The Stadium relay: WebSocket rooms for very many players, run on uvloop."""
+"""The Stadium relay's game API: subclass `Room`, keep state in `State`, talk to members.
 
-from relay.config import RelayConfig
-from relay.conntable import Connection
+Light to import: the server (`relay.server.Relay`), its transports and its Redis, HTTP
+and metrics clients load only when a relay is started.
+"""
+
+from relay.core.member import Member
+from relay.core.room import (
+           BroadcastRoom,
+           ConnectContext,
+           Connection,
+           Inputs,
+           Response,
+           Room,
+           RoomStorage,
+)
+from relay.http import Request
 from relay.interest import Grid
-from relay.room import BroadcastRoom, ConnectContext, Response, Room, RoomStorage
-from relay.server import Relay
 from relay.state import Angle, Fixed, Flags, Float, Int, State, Table
-from relay.ws.handshake import Request
 
 __all__ = ["Angle", "BroadcastRoom", "ConnectContext", "Connection", "Fixed", "Flags", "Float",
-           "Grid", "Int", "Relay", "RelayConfig", "Request", "Response", "Room", "RoomStorage",
+           "Grid", "Inputs", "Int", "Member", "Request", "Response", "Room", "RoomStorage",
            "State", "Table"]

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from relay.config import RelayConfig
-from relay.ws.handshake import HttpError, Request, http_response
+from relay.http import HttpError, Request, http_response
 
 log = logging.getLogger("stadium.relay.demo")
 

@@ -21,7 +21,10 @@ from matchmaker.config import MatchmakerConfig
 from matchmaker.queues import Queue
 from matchmaker.service import MatchmakerService
 from relay.config import RelayConfig
-from relay.room import MAX_TICK_RATE, Room
+from relay.core.room import MAX_TICK_RATE, Room
+from relay.demo import DemoSite
+from relay.games.arena import arena_room
+from relay.games.scores import ScoreBoards
 from relay.server import Relay
 from stadium import __version__, config, tokens
 from stadium.redis_server import EmbeddedRedis
@@ -60,24 +63,36 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
-async def _start_relay(cfg: RelayConfig) -> Relay:
-    relay = Relay(cfg, load_room_types(cfg.rooms))
-    await relay.start()
-    log.info("relay listening on %s (rooms: %s)", relay.url, ", ".join(sorted(relay.room_types)))
-    return relay
+class _RelayApp:
+    """A relay with the games and pages that ship with Stadium: the `arena` room (scores to
+    the leaderboard when the config names one) and, with --demo, the demo page."""
 
+    def __init__(self, cfg: RelayConfig) -> None:
+        self.boards = ScoreBoards(cfg)
+        self.demo = DemoSite(cfg) if cfg.demo else None
+        self.relay = Relay(cfg, {"arena": arena_room(self.boards), **load_room_types(cfg.rooms)},
+                           site=self.demo)
 
-async def _drain_relay(relay: Relay) -> None:
-    log.info("draining: closing %d connections with 1001", len(relay.conns))
-    await relay.drain()
+    async def start(self) -> Relay:
+        relay = self.relay
+        await relay.start()
+        log.info("relay listening on %s (rooms: %s)", relay.url,
+                 ", ".join(sorted(relay.room_types)))
+        return relay
+
+    async def drain(self) -> None:
+        log.info("draining: closing %d connections with 1001", self.relay.ws.open_count)
+        await self.relay.drain()
+        await self.boards.close()
 
 
 async def serve_relay(cfg: RelayConfig) -> None:
     """Run one relay until SIGTERM or SIGINT, then drain it."""
     stop = _stop_event()
-    relay = await _start_relay(cfg)
+    app = _RelayApp(cfg)
+    await app.start()
     await stop.wait()
-    await _drain_relay(relay)
+    await app.drain()
 
 
 def _embedded_redis() -> EmbeddedRedis:
@@ -141,8 +156,10 @@ async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
     relay_cfg.redis_url = redis_url  # the relay registers in the directory the matchmaker reads
     mm_cfg.secret = relay_cfg.secret
     try:
-        relay = await _start_relay(relay_cfg)
-        if relay.demo is not None:  # the page calls both services from the relay's origin
+        app = _RelayApp(relay_cfg)
+        relay = await app.start()
+        demo = app.demo
+        if demo is not None:  # the page calls both services from the relay's origin
             origins = _page_origins(relay_cfg, relay.port)
             board_cfg.cors_origins = [*board_cfg.cors_origins, *origins]
             mm_cfg.cors_origins = [*mm_cfg.cors_origins, *origins]
@@ -154,19 +171,19 @@ async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
             relay.config.leaderboard_api_key = board_cfg.api_key
         mm_cfg.port = 0 if relay_cfg.port == 0 else mm_cfg.port
         matchmaker = MatchmakerService(mm_cfg, redis_url)
-        if relay.demo is not None and mm_cfg.queues is None:
+        if demo is not None and mm_cfg.queues is None:
             matchmaker.queues.setdefault(DEMO_QUEUE.name, DEMO_QUEUE)
         await matchmaker.start()
-        if relay.demo is not None:
-            relay.demo.links.update(matchmaker=matchmaker.url, leaderboard=boards.url)
+        if demo is not None:
+            demo.links.update(matchmaker=matchmaker.url, leaderboard=boards.url)
             queue = matchmaker.queues.get(DEMO_QUEUE.name)
             if queue is not None and queue.room_type == "arena":
-                relay.demo.links["queue"] = queue.name
+                demo.links["queue"] = queue.name
         http = "https" if relay_cfg.cert else "http"
         base = f"{relay_cfg.host}:{relay.port}"
         print(f"Stadium {__version__} dev")
         print(f"  relay        {relay.url}/rooms/broadcast/lobby")
-        if relay.demo is not None:
+        if demo is not None:
             print(f"  demo page    {http}://{base}/   (open it in two tabs)")
         print(f"  matchmaker   {matchmaker.url}/docs   (queues: {', '.join(matchmaker.queues)})")
         print(f"  leaderboard  {boards.url}/docs")
@@ -174,7 +191,7 @@ async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
         print(f"  health       {http}://{base}/healthz   metrics {http}://{base}/metrics")
         print("Ctrl-C stops everything.", flush=True)
         await stop.wait()
-        await _drain_relay(relay)
+        await app.drain()
         await matchmaker.stop()
         await boards.stop()
     finally:
@@ -182,7 +199,7 @@ async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
             embedded.stop()
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stadium", description="Stadium realtime game backend")
     p.add_argument("--version", action="version", version=f"stadium {__version__}")
     p.add_argument("--config", help="TOML file (default: ./stadium.toml when it exists)")
@@ -209,7 +226,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s")

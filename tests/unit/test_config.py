@@ -11,11 +11,11 @@ from leaderboard.config import LeaderboardConfig
 from matchmaker.config import MatchmakerConfig
 from relay.config import RelayConfig
 from stadium import config
-from stadium.cli import _parser, load_room_types
+from stadium.cli import load_room_types, parser
 
 
 def _args(*argv: str) -> argparse.Namespace:
-    return _parser().parse_args(["relay", *argv])
+    return parser().parse_args(["relay", *argv])
 
 
 def test_defaults_when_nothing_is_given(tmp_path: Path) -> None:

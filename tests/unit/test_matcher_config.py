@@ -11,7 +11,7 @@ import pytest
 from matchmaker import queues
 from matchmaker.config import MatchmakerConfig
 from stadium import config
-from stadium.cli import _parser
+from stadium.cli import parser
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_flags_env_and_file(tmp_path: Path) -> None:
     path = tmp_path / "stadium.toml"
     path.write_text("[matchmaker]\nseat_ttl = 30\nmatch_interval = 0.5\n")
-    args = _parser().parse_args(["matchmaker", "--port", "9001"])
+    args = parser().parse_args(["matchmaker", "--port", "9001"])
     cfg = config.load(MatchmakerConfig, args, section="matchmaker",
                       env={"STADIUM_MAX_WAITING": "10"}, toml_path=str(path))
     assert (cfg.port, cfg.seat_ttl, cfg.match_interval, cfg.max_waiting) == (9001, 30, 0.5, 10)

@@ -7,6 +7,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relay.http import HttpError, Request, parse_request_head
 from relay.ws.frames import (
     OP_BINARY,
     OP_CONT,
@@ -20,7 +21,6 @@ from relay.ws.frames import (
     ProtocolError,
     encode_frame,
 )
-from relay.ws.handshake import HttpError, Request, parse_request_head
 
 FUZZ = settings(max_examples=300, deadline=None)
 EVENT_TYPES = (Message, Ping, Pong, Close)

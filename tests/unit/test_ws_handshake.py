@@ -7,18 +7,15 @@ import json
 
 import pytest
 
-from relay.ws.handshake import (
+from relay.http import (
     HttpError,
     Request,
-    accept_key,
-    accept_response,
     error_response,
     find_head_end,
     http_response,
-    is_upgrade,
     parse_request_head,
-    validate_upgrade,
 )
+from relay.ws.handshake import accept_key, accept_response, is_upgrade, validate_upgrade
 
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="

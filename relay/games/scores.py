@@ -11,6 +11,8 @@ import re
 
 import httpx
 
+from relay.config import RelayConfig
+
 log = logging.getLogger("stadium.relay.scores")
 
 PLAYER = re.compile(r"[A-Za-z0-9_.:~@-]{1,64}")
@@ -64,3 +66,26 @@ class ScorePoster:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
         await self._http.aclose()
+
+
+class ScoreBoards:
+    """The score posters of one relay, a board each, made on first use; none while the
+    relay's config has no leaderboard URL (`stadium dev` fills it in after start)."""
+
+    def __init__(self, config: RelayConfig) -> None:
+        self.config = config
+        self._posters: dict[str, ScorePoster] = {}
+
+    def board(self, name: str) -> ScorePoster | None:
+        url = self.config.leaderboard_url
+        if not url:
+            return None
+        poster = self._posters.get(name)
+        if poster is None:
+            poster = self._posters[name] = ScorePoster(url, name,
+                                                       self.config.leaderboard_api_key)
+        return poster
+
+    async def close(self) -> None:
+        for poster in self._posters.values():
+            await poster.close()

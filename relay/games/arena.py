@@ -7,14 +7,13 @@ left out); the last one received before a tick holds until the next input.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import msgpack
 import numpy as np
 
-from relay.conntable import Connection
-from relay.room import ConnectContext, Inputs, Room
-from relay.state import Angle, Fixed, Int, State
+from relay import Angle, ConnectContext, Connection, Fixed, Inputs, Int, Room, State
+from relay.games.scores import ScoreBoards
 
 log = logging.getLogger("stadium.relay.arena")
 
@@ -29,6 +28,7 @@ SCORES_EVERY = 100  # ticks between two score posts (5 s)
 
 class ArenaRoom(Room):
     tick_rate = 20
+    boards: ClassVar[ScoreBoards | None] = None  # where scores go: see `arena_room`
 
     def on_start(self) -> None:
         self.state = State({
@@ -110,7 +110,7 @@ class ArenaRoom(Room):
 
     def _post_scores(self, ships: list[int]) -> None:
         assert self.state is not None
-        poster = self._relay.scores(BOARD)
+        poster = self.boards.board(BOARD) if self.boards is not None else None
         if poster is None:
             return
         names, score = self.state.doc["players"], self.state["ships"]["score"]
@@ -135,3 +135,8 @@ def _steering(message: str | bytes) -> tuple[float | None, float | None] | None:
         return None
     return (None if turn is None else float(np.clip(turn, -1.0, 1.0)),
             None if thrust is None else float(np.clip(thrust, 0.0, 1.0)))
+
+
+def arena_room(boards: ScoreBoards | None) -> type[ArenaRoom]:
+    """The arena room type posting its scores to `boards` (None: scores are not posted)."""
+    return type("ArenaRoom", (ArenaRoom,), {"boards": boards})
