@@ -2,10 +2,9 @@
 
 from relay.config import RelayConfig
 from relay.conntable import Connection
-from relay.interest import Grid
 from relay.room import BroadcastRoom, ConnectContext, Response, Room, RoomStorage
 from relay.server import Relay
-from relay.state import Angle, Fixed, Flags, Float, Int, State, Table
+from relay.state import Angle, Fixed, Flags, Float, Grid, Int, State, Table
 from relay.ws.handshake import Request
 
 __all__ = ["Angle", "BroadcastRoom", "ConnectContext", "Connection", "Fixed", "Flags", "Float",
