@@ -6,17 +6,16 @@ and metrics clients load only when a relay is started.
 
 from relay.core.member import Member
 from relay.core.room import (
-           BroadcastRoom,
-           ConnectContext,
-           Connection,
-           Inputs,
-           Response,
-           Room,
-           RoomStorage,
+    BroadcastRoom,
+    ConnectContext,
+    Connection,
+    Inputs,
+    Response,
+    Room,
+    RoomStorage,
 )
 from relay.http import Request
-from relay.interest import Grid
-from relay.state import Angle, Fixed, Flags, Float, Int, State, Table
+from relay.state import Angle, Fixed, Flags, Float, Grid, Int, State, Table
 
 __all__ = ["Angle", "BroadcastRoom", "ConnectContext", "Connection", "Fixed", "Flags", "Float",
            "Grid", "Inputs", "Int", "Member", "Request", "Response", "Room", "RoomStorage",

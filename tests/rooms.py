@@ -6,8 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from relay import ConnectContext, Connection, Fixed, Int, Request, Response, Room, State
-from relay.interest import Grid
+from relay import ConnectContext, Connection, Fixed, Grid, Int, Request, Response, Room, State
 
 
 class FaultyRoom(Room):

@@ -9,13 +9,13 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from relay.interest import Grid
-from relay.state import RING_SIZE, Angle, Fixed, State, _absolute, _encode_ids, _Frozen, _values
+from relay.state import Angle, Fixed, Grid, State
+from relay.state.codec import Frozen, absolute, encode_ids, values
 
 WORLD = 1000.0
 
 
-def _index(fr: _Frozen, ncells: int) -> tuple[np.ndarray[Any, Any], list[int]]:
+def _index(fr: Frozen, ncells: int) -> tuple[np.ndarray[Any, Any], list[int]]:
     """Live ids sorted by cell and each cell's start: the shared index per-client encoding
     is given, so it does not scan every entity per client."""
     assert fr.cells is not None
@@ -30,10 +30,8 @@ def _per_client(state: State, grid: Grid, before: dict[int, list[int]],
                 now: dict[int, list[int]]) -> int:
     """Each client's diff (left, entered, changed) of the entities in its cells, encoded
     for that client alone."""
-    new = state._current().tables["e"]
-    prev = state._ring[(state.tick - 1) % RING_SIZE]
-    assert prev is not None
-    old = prev.tables["e"]
+    new = state.current().tables["e"]
+    old = state.snapshot(state.tick - 1).tables["e"]
     (new_ids, new_at), (old_ids, old_at) = _index(new, grid.cells), _index(old, grid.cells)
     total = 0
     for viewer, cells in now.items():
@@ -47,11 +45,11 @@ def _per_client(state: State, grid: Grid, before: dict[int, list[int]],
         for oc, nc in zip(old.cols, new.cols, strict=True):
             moved |= oc[stay] != nc[stay]
         changed = stay[moved]
-        fields = [_values(oc[changed], nc[changed]) if len(changed) else None
+        fields = [values(oc[changed], nc[changed]) if len(changed) else None
                   for oc, nc in zip(old.cols, new.cols, strict=True)]
-        total += len(msgpack.packb([_encode_ids(left), _encode_ids(entered),
-                                    [_absolute(c[entered]) for c in new.cols],
-                                    _encode_ids(changed), fields]))
+        total += len(msgpack.packb([encode_ids(left), encode_ids(entered),
+                                    [absolute(c[entered]) for c in new.cols],
+                                    encode_ids(changed), fields]))
     return total
 
 

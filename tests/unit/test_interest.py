@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.interest import Grid
-from relay.state import Angle, Fixed, Int, State
+from relay.state import Angle, Fixed, Grid, Int, State
 from stadium_client.state import StateError, StateMirror, state_payload
 
 CELL, COLS, ROWS = 10.0, 8, 6

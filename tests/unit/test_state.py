@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relay.state import RING_SIZE, Angle, Fixed, Flags, Float, Int, State, _encode_ids
+from relay.state import RING_SIZE, Angle, Fixed, Flags, Float, Int, State
+from relay.state.codec import encode_ids
 from stadium_client.state import StateError, StateMirror, decode_ids, state_payload
 
 
@@ -213,15 +214,15 @@ def test_unchanged_state_gives_an_empty_diff() -> None:
 @pytest.mark.parametrize("ids", [[0], [5], [3, 4, 5, 6], [0, 300, 301], [1, 70000],
                                  list(range(0, 1000, 3)), [7, 9, 200, 201, 202, 203]])
 def test_id_lists_round_trip(ids: list[int]) -> None:
-    assert list(decode_ids(_encode_ids(np.array(ids)))) == ids
+    assert list(decode_ids(encode_ids(np.array(ids)))) == ids
 
 
 def test_id_lists_pick_the_smaller_of_gaps_and_bitmap() -> None:
     dense = np.arange(0, 8000, 1)
-    first, width, data = _encode_ids(dense)
+    first, width, data = encode_ids(dense)
     assert width == 0 and len(data) == 1000
     sparse = np.array([10, 300, 5000])
-    first, width, data = _encode_ids(sparse)
+    first, width, data = encode_ids(sparse)
     assert width == 2 and len(data) == 4
 
 

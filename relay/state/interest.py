@@ -6,16 +6,16 @@ pass), and a viewer's message is the concatenation of the cells it sees.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgpack
 import numpy as np
 import numpy.typing as npt
 
-from relay.state import _CODE, _DELTA, STATE_EXT, _Frozen, _narrowest
+from relay.state.codec import CODE, DELTA_FLAG, STATE_EXT, Frozen, narrowest
+from relay.state.core import State
 
-if TYPE_CHECKING:
-    from relay.state import State
+__all__ = ["Grid"]
 
 KIND_VIEW = 3
 # Bundle kinds: what a viewer does with one (table, cell) part of a view message.
@@ -160,7 +160,7 @@ class Grid:
         """[3, tick, base, global, layouts]: `global` is a snapshot (base 0) or diff body of
         the tables not on the grid and the document."""
         others = [n for n in state.tables if n not in self.tables]
-        body = state._snapshot_body(others) if base == 0 else state._diff_body(base, others)
+        body = state.snapshot_body(others) if base == 0 else state.diff_body(base, others)
         layouts = [self._layout(state, name, base) for name in self.tables]
         head: bytes = msgpack.packb([KIND_VIEW, state.tick, base, body, layouts])
         return head
@@ -168,8 +168,8 @@ class Grid:
     def _layout(self, state: State, name: str, base: int) -> list[Any]:
         """[table, id code, [record codes], [delta record codes]] of a grid table this tick."""
         deltas = self._get(state, name, list(self.tables).index(name), DELTA).codes if base else []
-        return [name, _CODE[_id_dtype(state, name)],
-                [_CODE[d] for d in _record_dtypes(state, name)], deltas]
+        return [name, CODE[_id_dtype(state, name)],
+                [CODE[d] for d in _record_dtypes(state, name)], deltas]
 
     def _get(self, state: State, name: str, ti: int, kind: int) -> _Bundles:
         got = self._bundles.get((name, kind))
@@ -221,7 +221,7 @@ def _records(ids: npt.NDArray[Any], id_dtype: np.dtype[Any], cols: list[npt.NDAr
 
 
 def _make_bundles(grid: Grid, state: State, name: str, ti: int, kind: int) -> _Bundles:
-    snap = state._current()
+    snap = state.current()
     new = snap.tables[name]
     assert new.cells is not None
     idt = _id_dtype(state, name)
@@ -232,9 +232,7 @@ def _make_bundles(grid: Grid, state: State, name: str, ti: int, kind: int) -> _B
         ids = np.flatnonzero(new.alive)
         groups.append((new.cells[ids], _records(ids, idt, [c[ids] for c in new.cols], dtypes)))
     else:
-        prev = state._ring[(state.tick - 1) % len(state._ring)]
-        assert prev is not None and prev.tick == state.tick - 1
-        old = prev.tables[name].padded(len(new.alive))
+        old = state.snapshot(state.tick - 1).tables[name].padded(len(new.alive))
         assert old.cells is not None
         n = len(new.alive)
         old_cells = old.cells[:n]
@@ -246,7 +244,7 @@ def _make_bundles(grid: Grid, state: State, name: str, ti: int, kind: int) -> _B
     return _pack(grid, ti, kind, groups, codes)
 
 
-def _delta_groups(old: _Frozen, new: _Frozen, old_cells: npt.NDArray[Any],
+def _delta_groups(old: Frozen, new: Frozen, old_cells: npt.NDArray[Any],
                   idt: np.dtype[Any], dtypes: list[np.dtype[Any]],
                   ) -> tuple[list[tuple[npt.NDArray[Any], npt.NDArray[np.uint8]]], list[int]]:
     """Per cell: who left it, who entered it (full records), who stayed and changed (deltas
@@ -265,14 +263,14 @@ def _delta_groups(old: _Frozen, new: _Frozen, old_cells: npt.NDArray[Any],
     for oc, nc in zip(old.cols, new.cols, strict=True):
         if nc.dtype.kind in "iu":
             d = nc[changed].astype(np.int64) - oc[changed].astype(np.int64)
-            dt = _narrowest(int(d.min()), int(d.max()), signed=True) if len(d) else np.dtype("<i1")
+            dt = narrowest(int(d.min()), int(d.max()), signed=True) if len(d) else np.dtype("<i1")
             cols.append(d)
             delta_dtypes.append(dt)
-            codes.append(_DELTA + _CODE[dt])
+            codes.append(DELTA_FLAG + CODE[dt])
         else:
             cols.append(nc[changed])
             delta_dtypes.append(nc.dtype)
-            codes.append(_CODE[nc.dtype])
+            codes.append(CODE[nc.dtype])
     groups = [
         (old_cells[left], _records(left, idt, [], [])),
         (new.cells[entered], _records(entered, idt, [c[entered] for c in new.cols], dtypes)),
