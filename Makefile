@@ -22,23 +22,40 @@ $(LOAD_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[load]'
 	touch $@
 
-$(NODE_STAMP): tests/node/package.json tests/node/package-lock.json
+# What the tests need beyond Python: node/npm, and Debian's Chromium for tests/browser
+# (a browser download cannot work here). As root, make installs what is missing with apt;
+# otherwise it stops and prints the command to run.
+CHROMIUM ?= /usr/bin/chromium
+APT_INSTALL := apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq
+need = { if [ "$$(id -u)" = 0 ]; then echo "installing $(1) with apt-get"; $(APT_INSTALL) $(1); \
+	else echo "make test needs $(1); install it with:" >&2; \
+	echo "  sudo apt-get update && sudo apt-get install -y $(1)" >&2; \
+	exit 1; fi; }
+
+.PHONY: need-node need-chromium
+need-node:
+	@command -v node >/dev/null && command -v npm >/dev/null || $(call need,nodejs npm)
+
+need-chromium:
+	@test -x $(CHROMIUM) || $(call need,chromium)
+
+$(NODE_STAMP): tests/node/package.json tests/node/package-lock.json | need-node
 	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-$(JS_STAMP): sdk/js/package.json sdk/js/package-lock.json
+$(JS_STAMP): sdk/js/package.json sdk/js/package-lock.json | need-node
 	cd sdk/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# playwright-core drives Debian's /usr/bin/chromium (.ci/run installs it): no browser download
-$(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json
+# playwright-core drives Debian's /usr/bin/chromium (need-chromium installs it): no browser download
+$(BROWSER_STAMP): tests/browser/package.json tests/browser/package-lock.json | need-node
 	cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 run: install
 	$(VENV)/bin/stadium dev
 
-test: install $(LOAD_STAMP) $(NODE_STAMP) $(JS_STAMP) $(BROWSER_STAMP)
+test: need-node need-chromium install $(LOAD_STAMP) $(NODE_STAMP) $(JS_STAMP) $(BROWSER_STAMP)
 	$(PY) -m pytest -q
 	node --test sdk/js/test/
 	node --test tests/browser/
