@@ -30,8 +30,8 @@ function freePort() {
 /** A fresh Chromium profile; `close()` ends the browser and removes the profile. */
 async function browser() {
   if (!existsSync(CHROMIUM)) {
-    throw new Error(`no Chromium at ${CHROMIUM}: install Debian's package (apt-get install chromium, as .ci/run ` +
-      "does) or point CHROMIUM at one");
+    throw new Error(`no Chromium at ${CHROMIUM}: install Debian's package (apt-get install chromium, as ` +
+      "make test does when run as root) or point CHROMIUM at one");
   }
   const dir = await mkdtemp(path.join(os.tmpdir(), "stadium-chromium-"));
   const context = await chromium.launchPersistentContext(dir, {
