@@ -229,3 +229,12 @@ class MixRoom(Room):
             conn.send("Q")
         elif message == "roll":
             self.broadcast("members " + " ".join(str(c.id) for c in self.connections()))
+
+
+class SoloRoom(Room):
+    """One connection per player, a second is refused; echoes to the sender."""
+
+    seats = "refuse"
+
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        conn.send(message)

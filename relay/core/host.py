@@ -15,9 +15,16 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from relay.config import RelayConfig
-from relay.core.member import Member
+from relay.core.member import CLOSE_REPLACED, Member
 from relay.core.outbox import Outbox
-from relay.core.room import MAX_TICK_RATE, BroadcastRoom, ConnectContext, Room, RoomStorage
+from relay.core.room import (
+    MAX_TICK_RATE,
+    SEAT_POLICIES,
+    BroadcastRoom,
+    ConnectContext,
+    Room,
+    RoomStorage,
+)
 from relay.core.runtime import RoomRuntime
 from relay.core.stats import Stats
 from relay.http import HttpError
@@ -53,6 +60,8 @@ def check_room_types(room_types: Mapping[str, type[Room]]) -> dict[str, type[Roo
         rate = cls.tick_rate
         if rate is not None and not 1 <= rate <= MAX_TICK_RATE:
             raise ValueError(f"room type {name!r}: tick_rate must be 1-{MAX_TICK_RATE:g} Hz")
+        if cls.seats not in SEAT_POLICIES:
+            raise ValueError(f"room type {name!r}: seats must be one of {', '.join(SEAT_POLICIES)}")
         checked[name] = cls
     return checked
 
@@ -137,8 +146,25 @@ class RoomHost:
         self.settle(rt)
 
     # --- members ---------------------------------------------------------------------------
+    @staticmethod
+    def check_seat(rt: RoomRuntime, player: str | None) -> None:
+        """Before a connection is accepted: HttpError 409 when `player` already has a live
+        connection in a room whose seats are "refuse"."""
+        if player is not None and player in rt.seated and rt.cls.seats == "refuse":
+            raise HttpError(409, "seat_taken", "this player already has a live connection "
+                            "to this room")
+
     def join(self, member: Member, rt: RoomRuntime, ctx: ConnectContext) -> None:
-        """`member` (open, with its id) enters `rt`; `on_connect` is queued."""
+        """`member` (open, with its id) enters `rt`; `on_connect` is queued. A player's
+        earlier connection to a room whose seats are "replace" leaves first (4409)."""
+        player = member.player
+        if player is not None and rt.cls.seats != "shared":
+            old = rt.seated.get(player)
+            if old is not None:
+                old.close(CLOSE_REPLACED, "replaced by a newer connection")
+                if rt.seated.get(player) is old:  # not open any more, yet still seated
+                    self.leave(old)
+            rt.seated[player] = member
         self.outbox.joined(member, rt)
         member.room = rt
         rt.members[member.id] = member
@@ -151,6 +177,9 @@ class RoomHost:
             return
         member.room = None
         rt.members.pop(member.id, None)
+        player = member.player
+        if player is not None and rt.seated.get(player) is member:
+            del rt.seated[player]
         room = rt.room
         if room is not None and room.state is not None:
             room.state.forget(member.id)

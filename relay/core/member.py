@@ -19,6 +19,7 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_ABNORMAL = 1006  # recorded, never sent: the connection ended without a close
+CLOSE_REPLACED = 4409  # a newer connection took this member's seat (Room.seats = "replace")
 _SENDABLE = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 HANDLERS = ("on_start", "on_connect", "on_message", "on_close", "on_request", "on_alarm",
             "on_tick")
 MAX_TICK_RATE = 120.0
+SEAT_POLICIES = ("replace", "refuse", "shared")
 
 Connection = Member  # the name rooms have always used for their members
 Inputs = list[tuple[Member, "str | bytes"]]
@@ -121,6 +122,10 @@ class Room:
     """
 
     tick_rate: ClassVar[float | None] = None
+    # What a second connection of a player already in the room does (players come from
+    # join tokens; an open relay has none): "replace" closes the first with 4409, "refuse"
+    # answers the second with HTTP 409, "shared" lets a player hold several connections.
+    seats: ClassVar[str] = "replace"
     state: State | None = None
 
     type: str

@@ -49,7 +49,7 @@ class RoomRuntime:
     __slots__ = ("host", "cls", "type", "id", "storage", "room", "members", "inbox",
                  "running", "async_names", "async_message", "alarm", "alarm_at", "inputs",
                  "ticker", "tick", "tick_due", "tick_queued", "auto", "shared", "events",
-                 "seen_events", "idle_since", "snapshot", "sleeps", "loading", "held")
+                 "seen_events", "idle_since", "snapshot", "sleeps", "loading", "held", "seated")
 
     def __init__(self, host: RoomHost, cls: type[Room], type_name: str, room_id: str,
                  storage: RoomStorage) -> None:
@@ -80,6 +80,7 @@ class RoomRuntime:
         self.sleeps = 0  # hibernations so far: a store write knows whether it is current
         self.loading = False
         self.held: list[Item] = []
+        self.seated: dict[str, Member] = {}  # player -> their live member (see Room.seats)
 
     def __repr__(self) -> str:
         return f"<RoomRuntime {self.type}/{self.id} {'awake' if self.room else 'asleep'}>"

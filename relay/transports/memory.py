@@ -130,6 +130,7 @@ class MemoryTransport:
              ip: str = "127.0.0.1", query: str = "") -> MemoryMember:
         host = self.host
         rt = host.room(room_type, room_id)
+        host.check_seat(rt, player)
         m = MemoryMember(host)
         m.id = host.member_id()
         m.ip = ip

@@ -365,6 +365,8 @@ class WebSocketTransport:
             searched = max(0, len(head) - 3)
             head += data
             end = find_head_end(head, searched)
+            if end < 0 and head.find(b"\n\n", searched) >= 0:
+                raise HttpError(400, "bad_request", "request lines must end with CRLF")
             if end < 0 or end > cfg.max_head_size:
                 if end > cfg.max_head_size or len(head) > cfg.max_head_size:
                     raise HttpError(431, "head_too_large",
@@ -432,6 +434,7 @@ class WebSocketTransport:
             raise HttpError(403, "origin_not_allowed", f"origin {origin!r} is not allowed")
         claims = self.admission.admit(ip, req, type_name, room_id, self.loop.time())
         rt = host.room(type_name, room_id)
+        host.check_seat(rt, claims.player if claims is not None else None)
         t = conn.transport
         assert t is not None
         t.set_write_buffer_limits(high=cfg.slow_reader_bytes)

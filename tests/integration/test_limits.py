@@ -215,3 +215,36 @@ async def test_closed_room_raises_room_closed(relay: RelayProcess) -> None:
         with pytest.raises(RoomClosed) as e:
             await asyncio.wait_for(r.recv(), 5)
         assert e.value.code == 1011
+
+
+async def test_one_join_token_holds_one_live_socket(relay_factory) -> None:  # type: ignore[no-untyped-def]
+    relay = relay_factory("--secret", "s3cret", "--room", "solo=tests.rooms:SoloRoom")
+    alice = tokens.sign("s3cret", room_type="broadcast", room_id="seat", player="alice")
+    bob = tokens.sign("s3cret", room_type="broadcast", room_id="seat", player="bob")
+    path = "/rooms/broadcast/seat"
+    first = await WSClient.connect(relay.host, relay.port, f"{path}?token={alice}")
+    second = await WSClient.connect(relay.host, relay.port, f"{path}?token={alice}")
+    other = await WSClient.connect(relay.host, relay.port, f"{path}?token={bob}")
+    assert await first.wait_closed() == 4409  # replaced by the newer connection
+    other.send("to the room")
+    assert await second.recv() == "to the room"
+    assert "stadium_relay_connections 2.0" in await _metric(relay, "stadium_relay_connections")
+    # a room type whose seats are "refuse" turns the second socket away instead
+    solo = tokens.sign("s3cret", room_type="solo", room_id="s", player="alice")
+    kept = await WSClient.connect(relay.host, relay.port, f"/rooms/solo/s?token={solo}")
+    with pytest.raises(HandshakeRefused) as e:
+        await WSClient.connect(relay.host, relay.port, f"/rooms/solo/s?token={solo}")
+    assert e.value.status == 409 and b"seat_taken" in e.value.response
+    kept.send("still mine")
+    assert await kept.recv() == "still mine"
+    for c in (second, other, kept):
+        await c.close()
+
+
+async def test_a_request_with_bare_lf_line_ends_is_refused_at_once(relay_factory) -> None:  # type: ignore[no-untyped-def]
+    relay = relay_factory("--handshake-timeout", "30")
+    reader, writer = await asyncio.open_connection(relay.host, relay.port)
+    writer.write(b"GET /healthz HTTP/1.1\nHost: x\n\n")
+    head = await asyncio.wait_for(reader.read(4096), 5)  # well before the handshake timeout
+    assert head.startswith(b"HTTP/1.1 400 ") and b"CRLF" in head
+    writer.close()

@@ -11,7 +11,8 @@ import pytest
 from relay import ConnectContext, Connection, Fixed, Room, State
 from relay.config import RelayConfig
 from relay.core.host import COUNTER_BITS, RoomHost
-from relay.core.member import CLOSE_INTERNAL_ERROR, CLOSE_POLICY
+from relay.core.member import CLOSE_INTERNAL_ERROR, CLOSE_POLICY, CLOSE_REPLACED
+from relay.http import HttpError
 from relay.transports.memory import MemoryTransport, encode
 
 
@@ -202,3 +203,43 @@ async def test_member_ids_carry_the_node_and_stay_exact_in_javascript() -> None:
     assert {i >> COUNTER_BITS for i in ids} == {1, 2}
     with pytest.raises(ValueError):
         _host(node=2**21)
+
+
+class Seats(Room):
+    log: list[str] = []
+
+    def on_connect(self, conn: Connection, ctx: ConnectContext) -> None:
+        Seats.log.append(f"+{conn.id}")
+
+    def on_close(self, conn: Connection) -> None:
+        Seats.log.append(f"-{conn.id}")
+
+
+class Refuse(Seats):
+    seats = "refuse"
+
+
+class Shared(Seats):
+    seats = "shared"
+
+
+async def test_a_players_second_connection_replaces_the_first_or_is_refused() -> None:
+    config = RelayConfig(flush_interval=0)
+    host = RoomHost(config, asyncio.get_running_loop(), encode,
+                    {"replace": Seats, "refuse": Refuse, "shared": Shared})
+    mem = MemoryTransport(host)
+    Seats.log.clear()
+    first = mem.join("replace", "r", player="alice")
+    second = mem.join("replace", "r", player="alice")
+    bob = mem.join("replace", "r", player="bob")
+    assert first.closed_with == (CLOSE_REPLACED, "replaced by a newer connection")
+    assert Seats.log == [f"+{first.id}", f"-{first.id}", f"+{second.id}", f"+{bob.id}"]
+    assert set(host.rooms[("replace", "r")].members) == {second.id, bob.id}
+    kept = mem.join("refuse", "r", player="alice")
+    with pytest.raises(HttpError) as e:
+        mem.join("refuse", "r", player="alice")
+    assert e.value.status == 409 and e.value.code == "seat_taken"
+    kept.leave()
+    assert mem.join("refuse", "r", player="alice").is_open  # the seat is free again
+    both = [mem.join("shared", "r", player="alice") for _ in range(2)]
+    assert all(m.is_open for m in both) and len(host.rooms[("shared", "r")].members) == 2
