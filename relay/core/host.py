@@ -161,9 +161,13 @@ class RoomHost:
         if player is not None and rt.cls.seats != "shared":
             old = rt.seated.get(player)
             if old is not None:
-                old.close(CLOSE_REPLACED, "replaced by a newer connection")
-                if rt.seated.get(player) is old:  # not open any more, yet still seated
-                    self.leave(old)
+                rt.joining = True  # the room must not be dropped while it has no member
+                try:
+                    old.close(CLOSE_REPLACED, "replaced by a newer connection")
+                    if rt.seated.get(player) is old:  # not open any more, yet still seated
+                        self.leave(old)
+                finally:
+                    rt.joining = False
             rt.seated[player] = member
         self.outbox.joined(member, rt)
         member.room = rt

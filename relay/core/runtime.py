@@ -49,7 +49,7 @@ class RoomRuntime:
     __slots__ = ("host", "cls", "type", "id", "storage", "room", "members", "inbox",
                  "running", "async_names", "async_message", "alarm", "alarm_at", "inputs",
                  "ticker", "tick", "tick_due", "tick_queued", "auto", "shared", "events",
-                 "seen_events", "idle_since", "snapshot", "sleeps", "loading", "held", "seated")
+                 "seen_events", "idle_since", "snapshot", "sleeps", "loading", "held", "seated", "joining")
 
     def __init__(self, host: RoomHost, cls: type[Room], type_name: str, room_id: str,
                  storage: RoomStorage) -> None:
@@ -81,6 +81,7 @@ class RoomRuntime:
         self.loading = False
         self.held: list[Item] = []
         self.seated: dict[str, Member] = {}  # player -> their live member (see Room.seats)
+        self.joining = False  # a member is between its predecessor's leaving and its join
 
     def __repr__(self) -> str:
         return f"<RoomRuntime {self.type}/{self.id} {'awake' if self.room else 'asleep'}>"
@@ -91,7 +92,8 @@ class RoomRuntime:
 
     @property
     def busy(self) -> bool:
-        return self.inbox is not None or self.alarm is not None or self.running or self.loading
+        return (self.inbox is not None or self.alarm is not None or self.running
+                or self.loading or self.joining)
 
     # --- start ---------------------------------------------------------------------------
     def start(self, restored: Any = None) -> Room:
