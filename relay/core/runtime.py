@@ -49,7 +49,8 @@ class RoomRuntime:
     __slots__ = ("host", "cls", "type", "id", "storage", "room", "members", "inbox",
                  "running", "async_names", "async_message", "alarm", "alarm_at", "inputs",
                  "ticker", "tick", "tick_due", "tick_queued", "auto", "shared", "events",
-                 "seen_events", "idle_since", "snapshot", "sleeps", "loading", "held", "seated", "joining")
+                 "seen_events", "idle_since", "snapshot", "sleeps", "loading", "held", "seated",
+                 "joining")
 
     def __init__(self, host: RoomHost, cls: type[Room], type_name: str, room_id: str,
                  storage: RoomStorage) -> None:
