@@ -19,7 +19,7 @@ from websockets.exceptions import InvalidStatus
 from loadtest.processes import ServiceProcess, start_service
 from stadium import tokens
 from stadium.redis_server import EmbeddedRedis
-from stadium_client import MatchmakerClient, Room, Seat
+from stadium_client import MatchmakerClient, Room, RoomClosed, Seat
 
 SECRET = "seat-secret"
 SEAT_TTL = 1.0
@@ -95,7 +95,8 @@ async def test_seats_not_taken_are_released_and_reported(
         full = seat["cy"].match_id
         assert seat["bob"].match_id == lost and seat["dee"].match_id == full != lost
 
-        # ada joins (two sockets, as from two tabs); bob never does; cy and dee both join.
+        # ada joins (two sockets, as from two tabs: the newer takes her seat); bob never
+        # does; cy and dee both join.
         rooms: list[Room] = [await seat[p].join() for p in ("ada", "ada", "cy", "dee")]
         try:
             # Before the deadline the match is seating and shows who is in so far.
@@ -138,9 +139,12 @@ async def test_seats_not_taken_are_released_and_reported(
                 await seat["bob"].join()
             assert refused.value.response.status_code == 401
             assert b"expired" in refused.value.response.body
-            # ...and the room of the player who came is as it was.
-            await rooms[0].send("still here")
-            assert await asyncio.wait_for(rooms[1].recv(), 5) == "still here"
+            # ...and the player who came keeps her seat, on her newer socket.
+            with pytest.raises(RoomClosed) as replaced:
+                await asyncio.wait_for(rooms[0].recv(), 5)
+            assert replaced.value.code == 4409
+            await rooms[1].send("still here")
+            assert rooms[1].close_code is None
             await rooms[2].send("gg")
             assert await asyncio.wait_for(rooms[3].recv(), 5) == "gg"
             # A ticket reported as a no-show cannot be cancelled as if it were waiting.
