@@ -83,6 +83,7 @@ class RoomHost:
         self.rooms: dict[tuple[str, str], RoomRuntime] = {}
         self.snapshots = snapshots
         self.sleeping = 0  # rooms hibernated
+        self.manual_ticks = False  # ticks run only by RoomRuntime.tick_now (tests' clock)
         self._storage: dict[tuple[str, str], RoomStorage] = {}
         self._node = node << COUNTER_BITS
         self._counter = 0

@@ -230,7 +230,7 @@ class RoomRuntime:
     # --- ticks ---------------------------------------------------------------------------
     def start_ticking(self) -> None:
         rate = self.cls.tick_rate
-        if not rate:
+        if not rate or self.host.manual_ticks:
             return
         loop = self.host.loop
         self.tick_due = loop.time() + 1.0 / rate
@@ -240,6 +240,15 @@ class RoomRuntime:
         if self.ticker is not None:
             self.ticker.cancel()
             self.ticker = None
+
+    def tick_now(self) -> bool:
+        """Run one tick now, off the timer (a test's manual clock); False while the previous
+        tick still runs (an async `on_tick` that has not finished)."""
+        if not self.cls.tick_rate or self.tick_queued:
+            return False
+        self.tick_queued = True
+        self.call(TICK, ())
+        return True
 
     def _on_timer(self) -> None:
         """Deadlines are kept on a fixed grid from the first tick, so timer jitter does not

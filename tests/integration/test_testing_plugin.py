@@ -1,0 +1,53 @@
+"""stadium.testing as a game developer uses it: the `stadium_relay` fixture, SDK clients,
+ticks run by the test, assertions on the room's state and on what clients received."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgpack
+import pytest
+
+from stadium.testing import LocalRelay
+from stadium_client import RoomClosed
+from tests.rooms import TickRoom
+
+
+async def test_ticks_run_only_when_the_test_says_and_take_what_was_sent_before(
+        stadium_relay) -> None:  # type: ignore[no-untyped-def]
+    relay = await stadium_relay({"dots": TickRoom})
+    ada = await relay.connect("dots", "d", player="ada")
+    bob = await relay.connect("dots", "d", player="bob")
+    you = msgpack.unpackb(await ada.recv())["you"]
+    await asyncio.sleep(0.2)  # four periods at 20 Hz: still no tick without the test
+    room = relay.room("dots", "d")
+    assert room.tick == 0
+    await relay.send(ada, "1.5,0")
+    await relay.send(bob, "hello")
+    assert await relay.tick("dots", "d") == 1
+    assert room.state.doc["inputs"] == ["1.5,0", "hello"]
+    assert room.state["dots"]["x"][you] == pytest.approx(1.5)
+    assert await relay.tick("dots", "d", 2) == 3
+    assert room.state.doc["inputs"] == []  # nothing was sent before the later ticks
+    mirror = await bob.wait_state(3)
+    assert mirror.doc["tick"] == 3 and mirror["dots"].get(you)["x"] == pytest.approx(1.5)
+
+
+async def test_join_tokens_name_the_player_and_a_seat_holds_one_client(stadium_relay) -> None:  # type: ignore[no-untyped-def]
+    relay = await stadium_relay({"dots": TickRoom})
+    first = await relay.connect("dots", "s", player="ada")
+    await relay.connect("dots", "s", player="ada")
+    assert [c.player for c in relay.room("dots", "s").connections()] == ["ada"]
+    assert "you" in msgpack.unpackb(await first.recv())
+    with pytest.raises(RoomClosed) as closed:
+        await asyncio.wait_for(first.recv(), 5)
+    assert closed.value.code == 4409
+
+
+async def test_a_local_relay_also_runs_on_its_own_clock_and_without_pytest() -> None:
+    async with LocalRelay({"dots": TickRoom}, manual_ticks=False, secret=None) as relay:
+        client = await relay.connect("dots", "free")
+        mirror = await client.wait_state(2)  # the room's own 20 Hz timer
+        assert mirror.tick >= 2 and relay.room("dots", "free").connections()[0].player is None
+        with pytest.raises(AssertionError):
+            await relay.tick("dots", "free")
