@@ -8,6 +8,7 @@ import asyncio
 import msgpack
 import pytest
 
+from relay.games.arena import arena_room
 from stadium.testing import LocalRelay
 from stadium_client import RoomClosed
 from tests.rooms import TickRoom
@@ -51,3 +52,17 @@ async def test_a_local_relay_also_runs_on_its_own_clock_and_without_pytest() -> 
         assert mirror.tick >= 2 and relay.room("dots", "free").connections()[0].player is None
         with pytest.raises(AssertionError):
             await relay.tick("dots", "free")
+
+
+async def test_the_example_in_the_room_api_docs(stadium_relay) -> None:  # type: ignore[no-untyped-def]
+    """docs/room-api.md's "Testing your rooms" example, on the arena room."""
+    relay = await stadium_relay({"arena": arena_room(None)})
+    ada = await relay.connect("arena", "a", player="ada")
+    ship = msgpack.unpackb(await ada.recv())["ship"]
+    ships = relay.room("arena", "a").state["ships"]
+    x, y = float(ships["x"][ship]), float(ships["y"][ship])
+    await relay.send(ada, {"thrust": 1})
+    assert await relay.tick("arena", "a", 2) == 2
+    assert (float(ships["x"][ship]), float(ships["y"][ship])) != (x, y)
+    mirror = await ada.wait_state(2)
+    assert mirror["ships"].get(ship)["x"] == pytest.approx(float(ships["x"][ship]), abs=0.01)
