@@ -7,9 +7,9 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import signal
 import sys
-import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -26,7 +26,7 @@ from relay.demo import DemoSite
 from relay.games.arena import arena_room
 from relay.games.scores import ScoreBoards
 from relay.server import Relay
-from stadium import __version__, config, tokens
+from stadium import __version__, config, logs, tokens
 from stadium.redis_server import EmbeddedRedis
 
 log = logging.getLogger("stadium")
@@ -199,19 +199,35 @@ async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
             embedded.stop()
 
 
+def _log_flags(p: argparse.ArgumentParser, default: bool) -> None:
+    """--log-level and --log-format; given after the command they override those before it."""
+    keep = argparse.SUPPRESS
+    p.add_argument("--log-level", default="INFO" if default else keep,
+                   help="DEBUG, INFO, WARNING or ERROR")
+    p.add_argument("--log-format", choices=logs.FORMATS,
+                   default=os.environ.get("STADIUM_LOG_FORMAT", "text") if default else keep,
+                   help="text lines, or one JSON object per line (env STADIUM_LOG_FORMAT)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stadium", description="Stadium realtime game backend")
     p.add_argument("--version", action="version", version=f"stadium {__version__}")
     p.add_argument("--config", help="TOML file (default: ./stadium.toml when it exists)")
-    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
+    _log_flags(p, default=True)
+    # The log flags also go after the command (`stadium relay --log-format json`).
+    logging_flags = argparse.ArgumentParser(add_help=False)
+    _log_flags(logging_flags, default=False)
     sub = p.add_subparsers(dest="command", required=True)
-    relay_p = sub.add_parser("relay", help="run a relay")
+    relay_p = sub.add_parser("relay", help="run a relay", parents=[logging_flags])
     config.add_flags(relay_p, RelayConfig)
-    board_p = sub.add_parser("leaderboard", help="run the leaderboard HTTP API")
+    board_p = sub.add_parser("leaderboard", help="run the leaderboard HTTP API",
+                             parents=[logging_flags])
     config.add_flags(board_p, LeaderboardConfig)
-    mm_p = sub.add_parser("matchmaker", help="run the matchmaker HTTP API and matcher")
+    mm_p = sub.add_parser("matchmaker", help="run the matchmaker HTTP API and matcher",
+                          parents=[logging_flags])
     config.add_flags(mm_p, MatchmakerConfig)
-    dev_p = sub.add_parser("dev", help="run every service in one process tree for development")
+    dev_p = sub.add_parser("dev", help="run every service in one process tree for development",
+                           parents=[logging_flags])
     config.add_flags(dev_p, RelayConfig)
     dev_p.add_argument("--leaderboard-port", type=int, default=8082,
                        help="port of the leaderboard API (default: 8082)")
@@ -227,10 +243,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.Formatter.converter = time.gmtime
+    try:
+        logs.configure(args.log_level, args.log_format)
+    except ValueError as e:  # a bad STADIUM_LOG_FORMAT or --log-level
+        print(f"stadium: {e}", file=sys.stderr)
+        return 2
     try:
         if args.command == "token":
             room_type, slash, room_id = args.room.partition("/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest.wsclient import WSClient
+from loadtest.wsclient import HandshakeRefused, WSClient
 from stadium import tokens
 from stadium_client import Room, RoomClosed
 from tests.conftest import ROOT, start_relay
@@ -77,3 +78,35 @@ def test_stadium_toml_in_the_working_directory_is_read(tmp_path: Path) -> None:
         assert asyncio.run(oversized()) == 1009
     finally:
         relay.stop()
+
+
+def test_log_format_json_writes_one_object_per_line() -> None:
+    relay = start_relay("--log-format", "json")
+    try:
+        async def refused() -> None:
+            with pytest.raises(HandshakeRefused):
+                await WSClient.connect(relay.host, relay.port, "/rooms/nowhere/x")
+        asyncio.run(refused())
+        time.sleep(0.2)
+        log = relay.log()
+    finally:
+        relay.stop()
+    lines = [json.loads(line) for line in log.splitlines() if line.strip()]
+    assert lines and all(set(line) >= {"time", "level", "logger", "message"} for line in lines)
+    assert any("listening on ws://" in line["message"] for line in lines)
+    assert any(line["level"] == "INFO" and "404 unknown_room_type" in line["message"]
+               for line in lines)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", lines[0]["time"])
+    out = _stadium("relay", env={**ENV, "STADIUM_LOG_FORMAT": "xml"})
+    assert out.returncode == 2 and "log format 'xml'" in out.stderr
+
+
+def test_http_clients_do_not_log_a_line_per_request() -> None:
+    code = ("import logging; from stadium import logs; logs.configure('INFO', 'text');"
+            "logging.getLogger('httpx').info('HTTP Request: POST http://x \"HTTP/1.1 200 OK\"');"
+            "logging.getLogger('httpx').warning('a warning still shows');"
+            "logging.getLogger('stadium.relay').info('our own info shows')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=ENV, check=True)
+    assert "HTTP Request" not in out.stderr
+    assert "a warning still shows" in out.stderr and "our own info shows" in out.stderr
