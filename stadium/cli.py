@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import uvloop
@@ -26,7 +27,7 @@ from relay.demo import DemoSite
 from relay.games.arena import arena_room
 from relay.games.scores import ScoreBoards
 from relay.server import Relay
-from stadium import __version__, config, logs, tokens
+from stadium import __version__, config, logs, scaffold, tokens
 from stadium.redis_server import EmbeddedRedis
 
 log = logging.getLogger("stadium")
@@ -233,6 +234,9 @@ def parser() -> argparse.ArgumentParser:
                        help="port of the leaderboard API (default: 8082)")
     dev_p.add_argument("--matchmaker-port", type=int, default=8081,
                        help="port of the matchmaker API (default: 8081)")
+    new = sub.add_parser("new", help="create a game project (a room, its test, a Makefile)")
+    new.add_argument("name", help="project and Python package name (a-z 0-9 _)")
+    new.add_argument("--dir", default=".", help="where to create it (default: here)")
     tok = sub.add_parser("token", help="print a join token for a room")
     tok.add_argument("--secret", required=True)
     tok.add_argument("--room", required=True, help="TYPE/ROOM_ID")
@@ -249,6 +253,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stadium: {e}", file=sys.stderr)
         return 2
     try:
+        if args.command == "new":
+            try:
+                root = scaffold.create(args.name, Path(args.dir))
+            except ValueError as e:
+                raise config.ConfigError(str(e)) from None
+            print(f"created {root}: cd {root} && make test (then make run)")
+            return 0
         if args.command == "token":
             room_type, slash, room_id = args.room.partition("/")
             if not slash:
