@@ -22,8 +22,8 @@ from jwt.types import Options
 from stadium.keys import MIN_SECRET_BYTES, KeySet, SigningKey, VerificationKey
 
 __all__ = ["AUDIENCE", "DEFAULT_LEEWAY", "JOIN", "MAX_TOKEN_LENGTH", "PLAYER", "REASONS",
-           "Claims", "PlayerClaims", "TokenError", "sign", "sign_player", "verify",
-           "verify_player"]
+           "Claims", "PlayerClaims", "Signer", "TokenError", "Verifier", "sign", "sign_player",
+           "verify", "verify_player"]
 
 AUDIENCE = "stadium"
 """Every Stadium token has `aud` "stadium" (or a list holding it), so a token a studio's
