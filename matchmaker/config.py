@@ -16,8 +16,14 @@ class MatchmakerConfig:
         None, "Redis for tickets, matches, ratings and the relay directory; without it an "
         "embedded server is started (data is lost when it stops)")
     secret: str | None = setting(
-        None, "HMAC secret shared with the relays, to sign join tokens; without it seats "
-        "carry no token (for relays that admit anyone)")
+        None, "secret shared with the relays, to sign join tokens (HS256 JWTs); without it "
+        "and without --signing-key seats carry no token (for relays that admit anyone)")
+    signing_key: str | None = setting(
+        None, "PEM private key to sign join tokens with instead of --secret (EC P-256: "
+        "ES256, RSA: RS256); relays check them with its public key (--token-key)")
+    signing_kid: str | None = setting(
+        None, "kid header of the join tokens signed here (with --signing-key or --secret): "
+        "relays pick the key by it, so keys rotate without downtime")
     api_key: str | None = setting(
         None, "server key for posting match results (X-API-Key or Authorization: Bearer); "
         "without it results are open")
@@ -31,7 +37,8 @@ class MatchmakerConfig:
         60.0, "seconds a seat's join token is valid (the reservation time)")
     seat_grace: float = setting(
         7.0, "seconds after a seat's expiry before it is released and reported as not taken: "
-        "the relay accepts a token up to 5 s past its expiry, plus 2 s of clock skew")
+        "the relay accepts a token up to its --token-leeway (5 s) past its expiry, plus 2 s of "
+        "clock skew")
     ticket_ttl: float = setting(
         600.0, "seconds a matched, cancelled or failed ticket can still be read")
     match_ttl: float = setting(
@@ -60,3 +67,7 @@ class MatchmakerConfig:
             self.api_key = None
         if self.secret == "":
             self.secret = None
+        if self.signing_key == "":
+            self.signing_key = None
+        if self.signing_kid == "":
+            self.signing_kid = None

@@ -20,6 +20,7 @@ from matchmaker.queues import Queue
 from matchmaker.ratings import SIGMA
 from matchmaker.seats import live_relays, pick, seat_players
 from matchmaker.store import Store, Ticket
+from stadium.keys import SigningKey
 
 log = logging.getLogger("stadium.matchmaker")
 
@@ -209,7 +210,7 @@ class QueueMatcher:
     """Runs the passes of one queue while this process holds the queue's lease."""
 
     def __init__(self, store: Store, queue: Queue, metrics: Metrics, *, owner: str,
-                 secret: str | None, seat_ttl: float, lease_ttl: float,
+                 secret: str | SigningKey | None, seat_ttl: float, lease_ttl: float,
                  seat_grace: float = 7.0) -> None:
         self.store = store
         self.queue = queue

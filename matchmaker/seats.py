@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stadium import tokens
+from stadium.keys import SigningKey, load_signing_key
 
 
 @dataclass
@@ -33,6 +34,17 @@ def live_relays(directory: dict[str, Any], now: float | None = None) -> tuple[li
     return live, dead
 
 
+def join_token_signer(secret: str | None, signing_key: str | None,
+                      kid: str | None = None) -> SigningKey | None:
+    """What seats' join tokens are signed with: the private key file (ES256, RS256) when
+    one is given, else the shared secret (HS256); `kid` goes in their header."""
+    if signing_key is not None:
+        return load_signing_key(signing_key, kid)
+    if secret is not None:
+        return SigningKey.from_secret(secret, kid)
+    return None
+
+
 def pick(relays: list[Relay]) -> Relay | None:
     """The least-loaded relay (ties: the first URL in order), or None when there is none."""
     if not relays:
@@ -40,10 +52,11 @@ def pick(relays: list[Relay]) -> Relay | None:
     return min(relays, key=lambda r: (r.load, r.url))
 
 
-def seat_players(relay: Relay, secret: str | None, *, room_type: str, room_id: str,
-                 match_id: str, teams: list[list[str]], ttl: float,
+def seat_players(relay: Relay, secret: str | SigningKey | None, *, room_type: str,
+                 room_id: str, match_id: str, teams: list[list[str]], ttl: float,
                  now: float | None = None) -> dict[str, dict[str, Any]]:
-    """player -> seat: where to connect and the token that lets exactly them in."""
+    """player -> seat: where to connect and the token that lets exactly them in (signed
+    with `secret`, the shared secret or a signing key; no token without one)."""
     issued = time.time() if now is None else now
     url = f"{relay.url}/rooms/{room_type}/{room_id}"
     seats: dict[str, dict[str, Any]] = {}

@@ -17,9 +17,11 @@ from matchmaker.api import create_app
 from matchmaker.config import MatchmakerConfig
 from matchmaker.metrics import Metrics
 from matchmaker.passes import QueueMatcher
+from matchmaker.seats import join_token_signer
 from matchmaker.store import Store
 from matchmaker.waiters import TicketWaiters
 from stadium.http import OneWriteHttpToolsProtocol
+from stadium.keys import MIN_SECRET_BYTES
 from stadium.redis_client import connect
 
 log = logging.getLogger("stadium.matchmaker")
@@ -35,6 +37,8 @@ class MatchmakerService:
         self.redis: Any = None
         self.port = cfg.port
         self.owner = f"{socket.gethostname()}:{secrets.token_hex(6)}"
+        # read now, so that a missing or bad key file stops the process before it listens
+        self.signer = join_token_signer(cfg.secret, cfg.signing_key, cfg.signing_kid)
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
@@ -46,8 +50,12 @@ class MatchmakerService:
         store = Store(self.redis, self.queues, ticket_ttl=cfg.ticket_ttl,
                       match_ttl=cfg.match_ttl, max_waiting=cfg.max_waiting)
         metrics = Metrics()
-        if cfg.secret is None:
-            log.warning("no --secret: seats carry no join token (relays must admit anyone)")
+        if self.signer is None:
+            log.warning("no --secret or --signing-key: seats carry no join token (relays "
+                        "must admit anyone)")
+        elif cfg.signing_key is None and len(str(cfg.secret).encode()) < MIN_SECRET_BYTES:
+            log.warning("--secret is shorter than %d bytes: fine for development, too weak "
+                        "for HS256 in production (RFC 7518)", MIN_SECRET_BYTES)
         self._waiters = TicketWaiters(self.redis_url)
         self._waiters.start()
         app = create_app(store, metrics, cfg.api_key, self._waiters, cfg.max_long_poll,
@@ -63,7 +71,7 @@ class MatchmakerService:
             await asyncio.sleep(0.01)
         self.port = server.servers[0].sockets[0].getsockname()[1]
         for q in self.queues.values():
-            matcher = QueueMatcher(store, q, metrics, owner=self.owner, secret=cfg.secret,
+            matcher = QueueMatcher(store, q, metrics, owner=self.owner, secret=self.signer,
                                    seat_ttl=cfg.seat_ttl, lease_ttl=cfg.lease_ttl,
                                    seat_grace=cfg.seat_grace)
             self._loops.append(asyncio.create_task(self._run(matcher)))

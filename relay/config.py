@@ -12,7 +12,15 @@ class RelayConfig:
     host: str = setting("127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
     port: int = setting(8080, "TCP port for HTTP and WebSocket")
     secret: str | None = setting(
-        None, "HMAC secret for join tokens; without it the relay admits anyone")
+        None, "shared secret join tokens are signed with (HS256 JWTs); without it and "
+        "without --token-key the relay admits anyone")
+    token_keys: list[str] = setting(
+        [], "public key join tokens may be signed with (ES256, RS256), besides --secret: "
+        "KID=FILE.pem (or FILE.pem for tokens without a kid), or a JWKS file whose keys name "
+        "their kids (repeatable or comma-separated)", flag="--token-key")
+    token_leeway: float = setting(
+        5.0, "seconds of clock skew allowed when checking a token's expiry (exp) and start "
+        "(nbf)")
     redis_url: str | None = setting(
         None, "Redis for the relay directory (read by matchmakers) and the snapshots of "
         "hibernated rooms (else kept in process memory)")
@@ -98,5 +106,7 @@ class RelayConfig:
             raise ConfigError(f"port must be 0-65535, not {self.port}")
         if bool(self.cert) != bool(self.key):
             raise ConfigError("--cert and --key go together")
+        if not 0 <= self.token_leeway <= 300:
+            raise ConfigError(f"token_leeway must be 0-300 seconds, not {self.token_leeway}")
         if self.secret == "":
             self.secret = None

@@ -27,6 +27,7 @@ from relay.snapshots import RedisSnapshots
 from relay.transports.websocket import Connection, WebSocketTransport
 from relay.ws.frames import encode_message
 from stadium import __version__
+from stadium.keys import MIN_SECRET_BYTES, verification_keys
 from stadium.redis_client import connect
 
 log = logging.getLogger("stadium.relay")
@@ -58,6 +59,8 @@ class Relay:
         self._sweeper: asyncio.TimerHandle | None = None
         self._snapshots = RedisSnapshots(config.redis_url) if config.redis_url else None
         self._directory: RelayDirectory | None = None
+        # read now, so that a missing or bad key file stops the process before it listens
+        self.keys = verification_keys(config.secret, config.token_keys)
 
     loop: asyncio.AbstractEventLoop  # set by start()
     host: RoomHost
@@ -70,7 +73,7 @@ class Relay:
         self.host = RoomHost(cfg, self.loop, encode_message, self.room_types,
                              node=await self._node_id(), stats=self.stats,
                              snapshots=self._snapshots)
-        self.ws = WebSocketTransport(cfg, self.host, Admission(cfg), self._http)
+        self.ws = WebSocketTransport(cfg, self.host, Admission(cfg, self.keys), self._http)
         ctx = None
         if cfg.cert and cfg.key:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -78,8 +81,12 @@ class Relay:
         self._server = await self.loop.create_server(
             self.ws.protocol, cfg.host, cfg.port, ssl=ctx, backlog=4096, reuse_address=True)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
-        if cfg.secret is None:
-            log.warning("no --secret: the relay admits every client without a join token")
+        if self.keys is None:
+            log.warning("no --secret or --token-key: the relay admits every client without a "
+                        "join token")
+        elif cfg.secret is not None and len(cfg.secret.encode()) < MIN_SECRET_BYTES:
+            log.warning("--secret is shorter than %d bytes: fine for development, too weak "
+                        "for HS256 in production (RFC 7518)", MIN_SECRET_BYTES)
         if cfg.redis_url:  # rooms live in memory; Redis holds this relay's directory entry
             self._directory = RelayDirectory(cfg.redis_url, cfg.public_url or self.url,
                                              lambda: self.ws.open_count, stats=self.stats)

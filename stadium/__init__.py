@@ -1,3 +1,4 @@
-"""Stadium: shared pieces of the services (CLI, configuration, join tokens)."""
+"""Stadium: shared pieces of the services (CLI, configuration, join and player tokens and
+their keys)."""
 
 __version__ = "0.1.0"

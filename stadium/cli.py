@@ -1,5 +1,5 @@
 """The `stadium` command: `relay`, `matchmaker`, `leaderboard`, `dev` (everything at once),
-`token`."""
+`token` (join and player tokens for development)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from relay.games.arena import arena_room
 from relay.games.scores import ScoreBoards
 from relay.server import Relay
 from stadium import __version__, config, logs, scaffold, tokens
+from stadium.keys import SigningKey, load_signing_key
 from stadium.redis_server import EmbeddedRedis
 
 log = logging.getLogger("stadium")
@@ -237,12 +238,40 @@ def parser() -> argparse.ArgumentParser:
     new = sub.add_parser("new", help="create a game project (a room, its test, a Makefile)")
     new.add_argument("name", help="project and Python package name (a-z 0-9 _)")
     new.add_argument("--dir", default=".", help="where to create it (default: here)")
-    tok = sub.add_parser("token", help="print a join token for a room")
-    tok.add_argument("--secret", required=True)
-    tok.add_argument("--room", required=True, help="TYPE/ROOM_ID")
-    tok.add_argument("--player", required=True)
-    tok.add_argument("--ttl", type=float, default=300.0, help="seconds the token is valid")
+    tok = sub.add_parser(
+        "token", help="print a join token (with --room) or a player token, for development",
+        description="Print a join token for --room, or without --room a player token: "
+        "JWTs signed with --secret (HS256) or --signing-key (ES256, RS256).")
+    key = tok.add_mutually_exclusive_group(required=True)
+    key.add_argument("--secret", help="shared secret (HS256)")
+    key.add_argument("--signing-key", metavar="FILE",
+                     help="PEM private key: EC P-256 (ES256) or RSA (RS256)")
+    tok.add_argument("--kid", help="key id written in the token's header")
+    tok.add_argument("--player", required=True, help="player id (the sub claim)")
+    tok.add_argument("--room", help="TYPE/ROOM_ID: a join token for that room")
+    tok.add_argument("--seat", help="seat claim of a join token (default: the player)")
+    tok.add_argument("--ttl", type=float, default=None,
+                     help="seconds the token is valid (default: 300 for a join token, 3600 "
+                     "for a player token)")
     return p
+
+
+def mint_token(args: argparse.Namespace) -> str:
+    """The token `stadium token` prints."""
+    if args.signing_key is not None:
+        key: tokens.Signer = load_signing_key(args.signing_key, args.kid)
+    else:
+        key = SigningKey.from_secret(args.secret, args.kid)
+    if args.room is None:
+        if args.seat is not None:
+            raise config.ConfigError("--seat goes with --room (a join token)")
+        return tokens.sign_player(key, player=args.player,
+                                  ttl=3600.0 if args.ttl is None else args.ttl)
+    room_type, slash, room_id = args.room.partition("/")
+    if not slash:
+        raise config.ConfigError("--room must be TYPE/ROOM_ID")
+    return tokens.sign(key, room_type=room_type, room_id=room_id, player=args.player,
+                       seat=args.seat, ttl=300.0 if args.ttl is None else args.ttl)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -261,11 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"created {root}: cd {root} && make test (then make run)")
             return 0
         if args.command == "token":
-            room_type, slash, room_id = args.room.partition("/")
-            if not slash:
-                raise config.ConfigError("--room must be TYPE/ROOM_ID")
-            print(tokens.sign(args.secret, room_type=room_type, room_id=room_id,
-                              player=args.player, ttl=args.ttl))
+            print(mint_token(args))
             return 0
         if args.command == "leaderboard":
             board_cfg = config.load(LeaderboardConfig, args, section="leaderboard",

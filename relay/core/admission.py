@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from relay.config import RelayConfig
 from relay.http import HttpError, Request
+from stadium.keys import KeySet
 from stadium.tokens import Claims, TokenError, verify
 
 
 class Admission:
-    """Per-address counters and token checks of one process."""
+    """Per-address counters and token checks of one process. Without `keys` (no --secret,
+    no --token-key) every client is admitted without a token."""
 
-    __slots__ = ("config", "connections", "pending", "buckets")
+    __slots__ = ("config", "keys", "connections", "pending", "buckets")
 
-    def __init__(self, config: RelayConfig) -> None:
+    def __init__(self, config: RelayConfig, keys: KeySet | None = None) -> None:
         self.config = config
+        self.keys = keys
         self.connections: dict[str, int] = {}  # open connections per address
         self.pending: dict[str, int] = {}  # unfinished requests per address
         self.buckets: dict[str, list[float]] = {}  # handshake tokens and their time
@@ -46,7 +49,7 @@ class Admission:
     # --- requests to rooms -----------------------------------------------------------------
     def admit(self, ip: str, req: Request, type_name: str, room_id: str,
               now: float) -> Claims | None:
-        """The per-address request rate and, with a secret, the join token for this room:
+        """The per-address request rate and, with keys, the join token for this room:
         checked for connections and for HTTP requests to rooms alike."""
         cfg = self.config
         bucket = self.buckets.get(ip)
@@ -60,7 +63,7 @@ class Admission:
                             f"over {cfg.ip_handshake_rate:g} handshakes/s from {ip}",
                             (("Retry-After", "1"),))
         bucket[0] = tokens - 1.0
-        if cfg.secret is None:
+        if self.keys is None:
             return None
         token = req.query.get("token", "")
         auth = req.headers.get("authorization", "")
@@ -69,7 +72,8 @@ class Admission:
         if not token:
             raise HttpError(401, "missing_token", "this relay needs a join token (?token=)")
         try:
-            return verify(cfg.secret, token, room_type=type_name, room_id=room_id)
+            return verify(self.keys, token, room_type=type_name, room_id=room_id,
+                          leeway=cfg.token_leeway)
         except TokenError as e:
             raise HttpError(401, e.reason, e.message) from None
 

@@ -13,9 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from loadtest.wsclient import HandshakeRefused, WSClient
 from stadium import tokens
+from stadium.keys import KeySet, VerificationKey
 from stadium_client import Room, RoomClosed
 from tests.conftest import ROOT, start_relay
 
@@ -55,6 +58,35 @@ def test_token_command_signs_a_token_the_relay_accepts() -> None:
     assert claims.player == "ann"
     bad = _stadium("token", "--secret", "k", "--room", "no-slash", "--player", "ann")
     assert bad.returncode == 2 and "TYPE/ROOM_ID" in bad.stderr
+
+
+def test_token_command_mints_player_tokens_and_signs_with_a_key(tmp_path: Path) -> None:
+    out = _stadium("token", "--secret", "k", "--player", "ann")
+    assert out.returncode == 0, out.stderr
+    player_token = out.stdout.strip()
+    claims = tokens.verify_player("k", player_token)
+    assert claims.player == "ann" and 3590 < claims.expires - time.time() <= 3601
+    with pytest.raises(tokens.TokenError) as e:
+        tokens.verify("k", player_token, room_type="broadcast", room_id="r1")
+    assert e.value.reason == "wrong_kind"
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "dev.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    out = _stadium("token", "--signing-key", str(tmp_path / "dev.key"), "--kid", "dev-1",
+                   "--player", "ann", "--room", "broadcast/r1", "--seat", "3", "--ttl", "30")
+    assert out.returncode == 0, out.stderr
+    keys = KeySet([VerificationKey("ES256", key.public_key(), "dev-1")])
+    join = tokens.verify(keys, out.stdout.strip(), room_type="broadcast", room_id="r1")
+    assert (join.player, join.seat) == ("ann", "3")
+    assert 25 < join.expires - time.time() <= 31
+
+    for args in (["--secret", "k", "--player", "ann", "--seat", "3"],
+                 ["--player", "ann"],
+                 ["--secret", "k", "--signing-key", "x.pem", "--player", "ann"],
+                 ["--signing-key", str(tmp_path / "none.key"), "--player", "ann"]):
+        assert _stadium("token", *args).returncode == 2, args
 
 
 def test_bad_settings_exit_2_with_the_setting_named(tmp_path: Path) -> None:

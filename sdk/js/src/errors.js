@@ -11,7 +11,8 @@ export class StadiumError extends Error {
 }
 
 /** The relay refused the join token (HTTP 401 at the upgrade); `code` is the relay's
- * (`missing_token`, `malformed`, `bad_signature`, `expired`, `wrong_room`). Final. */
+ * (`missing_token`, `malformed`, `unknown_key`, `bad_signature`, `wrong_audience`,
+ * `wrong_kind`, `expired`, `not_yet_valid`, `wrong_room`). Final. */
 export class TokenRefusedError extends StadiumError {
   constructor(code, message, details) {
     super(code, message, details);
