@@ -25,7 +25,9 @@ from relay.config import RelayConfig
 from relay.server import Relay
 from stadium import tokens
 
-__all__ = ["LocalRelay"]
+__all__ = ["SECRET", "LocalRelay"]
+
+SECRET = "stadium.testing: not a production secret"  # HS256 wants 32 bytes or more
 
 
 class LocalRelay:
@@ -34,7 +36,7 @@ class LocalRelay:
     tokens for the player they name, as a matchmaker would give them."""
 
     def __init__(self, rooms: Mapping[str, type[Room]], *, manual_ticks: bool = True,
-                 secret: str | None = "stadium-testing", **settings: Any) -> None:
+                 secret: str | None = SECRET, **settings: Any) -> None:
         settings.setdefault("flush_interval", 0.0)  # written at the end of each loop pass
         self.config = RelayConfig(host="127.0.0.1", port=0, secret=secret, **settings)
         self.relay = Relay(self.config, rooms)
