@@ -79,3 +79,9 @@ export class LeaderboardError extends StadiumError {
     this.name = "LeaderboardError";
   }
 }
+
+/** `url` with the value of every `token` / `access_token` query parameter replaced, for
+ * error messages and logs: a join token is a credential. */
+export function redactUrl(url) {
+  return String(url).replace(/([?&](?:access_)?token=)[^&#]*/gi, "$1[redacted]");
+}

@@ -196,6 +196,8 @@ export declare class StadiumError extends Error {
 export declare class TokenRefusedError extends StadiumError {}
 export declare class JoinRefusedError extends StadiumError {}
 export declare class RelayUnreachableError extends StadiumError {}
+/** `url` with every `token` / `access_token` query value replaced by `[redacted]`. */
+export declare function redactUrl(url: string | URL): string;
 export declare class MessageTooLargeError extends StadiumError {}
 export declare class SendBufferFullError extends StadiumError {}
 export declare class StateMessageError extends StadiumError {}

@@ -3,7 +3,7 @@
 import { encode } from "@msgpack/msgpack";
 import {
   JoinRefusedError, MessageTooLargeError, RelayUnreachableError, SendBufferFullError,
-  StadiumError, StateMessageError, TokenRefusedError,
+  StadiumError, StateMessageError, TokenRefusedError, redactUrl,
 } from "./errors.js";
 import { StateError, StateMirror, statePayload } from "./state.js";
 
@@ -276,7 +276,8 @@ export class Room {
     } catch (e) {
       if (status === null) {
         return new RelayUnreachableError(
-          `cannot reach the relay at ${this.url}: ${errorText ?? e.message}`, { final: false });
+          `cannot reach the relay at ${redactUrl(this.url)}: ${redactUrl(errorText ?? e.message)}`,
+          { final: false });
       }
     }
     const code = body?.error?.code ?? `http_${status}`;
@@ -289,7 +290,8 @@ export class Room {
     if (status >= 400 && wsStatus !== null) {
       return new JoinRefusedError(code, `join refused (${status}): ${text}`, details);
     }
-    return new StadiumError("handshake_failed", `WebSocket handshake failed: ${errorText ?? "no reason given"}`,
+    return new StadiumError("handshake_failed",
+      `WebSocket handshake failed: ${redactUrl(errorText ?? "no reason given")}`,
       details);
   }
 

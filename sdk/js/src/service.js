@@ -1,5 +1,7 @@
 // JSON over HTTP to the matchmaker and leaderboard services, with their error bodies as typed errors.
 
+import { redactUrl } from "./errors.js";
+
 /** `method path` on `base`; resolves with the JSON body, rejects with `new ErrorClass(status,
  * code, message)`: the service's `{"error": {code, message}}`, or status 0 `unreachable`. */
 export async function callService(ErrorClass, base, method, path, { body, query, signal } = {}) {
@@ -15,7 +17,7 @@ export async function callService(ErrorClass, base, method, path, { body, query,
   } catch (e) {
     if (e?.name === "AbortError") throw e;
     throw new ErrorClass(0, "unreachable", `cannot reach ${url.origin}: ${e?.cause?.message ?? e?.message ?? e}`,
-      { url: url.href });
+      { url: redactUrl(url.href) });
   }
   const text = await res.text();
   let json = null;
@@ -27,10 +29,10 @@ export async function callService(ErrorClass, base, method, path, { body, query,
   if (res.status >= 400) {
     const err = json?.error;
     if (err && typeof err.code === "string") {
-      throw new ErrorClass(res.status, err.code, `${res.status} ${err.code}: ${err.message}`, { url: url.href });
+      throw new ErrorClass(res.status, err.code, `${res.status} ${err.code}: ${err.message}`, { url: redactUrl(url.href) });
     }
-    throw new ErrorClass(res.status, "http_error", `${res.status}: ${text.slice(0, 200)}`, { url: url.href });
+    throw new ErrorClass(res.status, "http_error", `${res.status}: ${text.slice(0, 200)}`, { url: redactUrl(url.href) });
   }
-  if (json === null) throw new ErrorClass(res.status, "bad_response", `${url.href} did not answer JSON`, { url: url.href });
+  if (json === null) throw new ErrorClass(res.status, "bad_response", `${redactUrl(url.href)} did not answer JSON`, { url: redactUrl(url.href) });
   return json;
 }

@@ -191,7 +191,7 @@ test("reconnect after the relay restarts: same token, buffered sends, state agai
 test("a relay that is down: typed error, retries, then a close event with the reason", async () => {
   const port = await freePort();
   const client = new Client(`http://127.0.0.1:${port}`, { WebSocket, minDelay: 20, maxDelay: 50, maxRetries: 3 });
-  const room = client.joinRoom("broadcast", "down");
+  const room = client.joinRoom("broadcast", "down", "secret-join-token");
   const errors = [];
   const attempts = [];
   room.on("error", (e) => errors.push(e));
@@ -199,6 +199,8 @@ test("a relay that is down: typed error, retries, then a close event with the re
   const closed = await next(room, "close");
   assert.ok(errors[0] instanceof RelayUnreachableError);
   assert.equal(errors.length, 1, "one error per kind of failure, not one per attempt");
+  assert.ok(!errors[0].message.includes("secret-join-token"), errors[0].message);
+  assert.match(errors[0].message, /token=\[redacted\]/);
   assert.deepEqual(attempts, [1, 2, 3]);
   assert.match(closed.reason, /gave up after 3 attempts \(relay_unreachable/);
   await assert.rejects(room.joined, RelayUnreachableError);
