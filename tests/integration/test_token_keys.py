@@ -58,14 +58,14 @@ def keyed_relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServicePro
     relay.stop(signal.SIGKILL)
 
 
-def _token(key: SigningKey, room_id: str = "k", **kw: object) -> str:
-    return tokens.sign(key, room_type="broadcast", room_id=room_id, player="p1", **kw)
+def _token(key: SigningKey, room_id: str = "k", player: str = "p1", **kw: object) -> str:
+    return tokens.sign(key, room_type="broadcast", room_id=room_id, player=player, **kw)
 
 
 async def test_a_relay_with_public_keys_admits_by_kid(keyed_relay: ServiceProcess) -> None:
     url = f"{keyed_relay.url}/rooms/broadcast/k"
     es = _token(SigningKey("ES256", EC_KEY, "es-1"))
-    rs = _token(SigningKey("RS256", RSA_NEW, "rs-2025"))
+    rs = _token(SigningKey("RS256", RSA_NEW, "rs-2025"), player="p2")  # p1 holds one socket
     async with await Room.connect(url, es) as a, await Room.connect(url, rs) as b:
         await a.send("signed by the studio")
         assert await asyncio.wait_for(b.recv(), 5) == "signed by the studio"
