@@ -296,6 +296,13 @@ def create_app(store: Store, api_key: str | None, cors_origins: Sequence[str] = 
         return JSONResponse({"board": board, **settings.model_dump()},
                             status_code=201 if created else 200)
 
+    @app.get("/boards", tags=["boards"])
+    async def list_boards(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
+        """Boards by name (the first `limit`), with their settings and all-time entry
+        counts; `count` is how many exist (at least, when `truncated`). A scan of Redis: for
+        operators' tools such as the relay's console, not for every page view."""
+        return JSONResponse(await store.boards(limit))
+
     @app.get("/boards/{board}/settings", tags=["boards"])
     async def get_settings(board: str) -> dict[str, Any]:
         found = await store.get_board(board)
