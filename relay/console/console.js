@@ -84,11 +84,17 @@ function fill(tableId, rows, empty) {
 const num = (n, digits = 0) => (n === null || n === undefined ? "–" : Number(n).toFixed(digits));
 const ago = (t) => `${Math.max(0, Math.round(Date.now() / 1000 - t))} s ago`;
 
+/** The smallest 1, 2 or 5 times a power of ten at or above `n`: a round top for a chart. */
+function roundUp(n) {
+  const p = 10 ** Math.floor(Math.log10(n));
+  return [1, 2, 5, 10].map((k) => k * p).find((v) => v >= n);
+}
+
 function drawChart(svgId, series) {
   const svg = $(svgId);
   const w = 400;
   const h = 120;
-  const max = Math.max(1, ...series.flatMap((s) => s.values));
+  const max = roundUp(Math.max(1, ...series.flatMap((s) => s.values)) * 1.1);
   const parts = [];
   for (const frac of [0.25, 0.5, 0.75]) {
     parts.push(`<line class="grid" x1="0" x2="${w}" y1="${h * frac}" y2="${h * frac}"/>`);
@@ -96,16 +102,13 @@ function drawChart(svgId, series) {
   for (const s of series) {
     const n = s.values.length;
     if (n < 2) continue;
-    const pts = s.values.map((v, i) => `${((HISTORY - n + i) / (HISTORY - 1)) * w},${h - 4 - (v / max) * (h - 8)}`);
+    // the samples so far fill the width; once HISTORY are in, the chart scrolls
+    const pts = s.values.map((v, i) => `${(i / (n - 1)) * w},${h - 2 - (v / max) * (h - 4)}`);
     parts.push(`<polyline class="${s.cls}" points="${pts.join(" ")}"/>`);
   }
   svg.innerHTML = parts.join(""); // numbers only: nothing from a client goes in here
   svg.dataset.max = String(max);
-  svg.parentElement.querySelector(".max")?.remove();
-  const label = document.createElement("span");
-  label.className = "max";
-  label.textContent = `max ${Math.round(max)}`;
-  svg.parentElement.append(label);
+  svg.parentElement.querySelector(".max").textContent = `scale 0–${max}`;
 }
 
 // --- each view ------------------------------------------------------------------------------
