@@ -188,7 +188,8 @@ async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
         print(f"  relay        {relay.url}/rooms/broadcast/lobby")
         if demo is not None:
             print(f"  demo page    {http}://{base}/   (open it in two tabs)")
-        console = "open, no --admin-key" if relay.console.access == "open" else "--admin-key"
+        console = ("open, no --admin-key" if relay.console.access == "open"
+                   else "operator key required")
         print(f"  console      {http}://{base}/console   ({console})")
         print(f"  matchmaker   {matchmaker.url}/docs   (queues: {', '.join(matchmaker.queues)})")
         print(f"  leaderboard  {boards.url}/docs")
