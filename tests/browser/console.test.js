@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { chromium } from "playwright-core";
 import { startDev } from "../../sdk/js/harness/dev.js";
-import { ROOT } from "../../sdk/js/harness/relay.js";
+import { ROOT, startRelay } from "../../sdk/js/harness/relay.js";
 
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -122,5 +122,37 @@ describe("operator console under stadium dev", () => {
     await page.screenshot({ path: path.join(ARTIFACTS, "console.png"), fullPage: true });
     assert.deepEqual(page.consoleLog.filter((l) => /error/i.test(l)), []);
     await players.evaluate(() => { clearInterval(window.chat); for (const s of window.sockets) s.close(); });
+  });
+});
+
+describe("operator console behind --admin-key", () => {
+  test("the page asks for the key, refuses a wrong one, and shows the relay with the right one", async () => {
+    const relay = await startRelay(["--admin-key", "console-test-key"]);
+    const profile = await mkdtemp(path.join(os.tmpdir(), "stadium-chromium-"));
+    const context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1280, height: 900 },
+    });
+    try {
+      const page = await context.newPage();
+      page.consoleLog = [];
+      await page.goto(`${relay.http}/console`);
+      await until(page, (c) => c.needKey, "the key form");
+      assert.equal(await page.locator("#key-form").isVisible(), true);
+      assert.equal(await page.evaluate(() => window.stadiumConsole.relay), null, "nothing shown without the key");
+      await page.fill("#key", "not-it");
+      await page.click("#key-form button");
+      await until(page, (c) => c.needKey, "the form again after a wrong key");
+      await page.fill("#key", "console-test-key");
+      await page.click("#key-form button");
+      const c = await until(page, (s) => s.relay !== null && s.rooms !== null, "the relay's numbers");
+      assert.equal(c.access, "key");
+      assert.equal(await page.locator("#key-form").isVisible(), false);
+      assert.match(await page.locator("#access").innerText(), /operator key/);
+      assert.match(relay.log(), /bad_admin_key/);
+    } finally {
+      await context.close();
+      await rm(profile, { recursive: true, force: true });
+      await relay.stop();
+    }
   });
 });
