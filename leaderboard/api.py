@@ -51,6 +51,21 @@ class BoardSettings(BaseModel):
     metadata_max_bytes: int = Field(1024, ge=0, le=16384)
 
 
+class BoardSummary(BaseModel):
+    board: str
+    order: str
+    operator: str
+    periods: list[str]
+    entries: int = Field(description="entries of the all-time period")
+
+
+class BoardList(BaseModel):
+    boards: list[BoardSummary]
+    count: int = Field(description="boards found (at least this many when `truncated`)")
+    more: bool = Field(description="whether boards past `limit` exist")
+    truncated: bool = Field(description="the scan stopped at its cap before the end")
+
+
 class ScoreIn(BaseModel):
     player: str = Field(max_length=64)
     score: StrictInt | StrictFloat
@@ -295,6 +310,13 @@ def create_app(store: Store, api_key: str | None, cors_origins: Sequence[str] = 
         _, created = await store.put_board(board, Board(**settings.model_dump()))
         return JSONResponse({"board": board, **settings.model_dump()},
                             status_code=201 if created else 200)
+
+    @app.get("/boards", tags=["boards"], responses={200: {"model": BoardList}})
+    async def list_boards(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
+        """Boards by name (the first `limit`), with their settings and all-time entry
+        counts; `count` is how many exist (at least, when `truncated`). A scan of Redis: for
+        operators' tools such as the relay's console, not for every page view."""
+        return JSONResponse(await store.boards(limit))
 
     @app.get("/boards/{board}/settings", tags=["boards"])
     async def get_settings(board: str) -> dict[str, Any]:

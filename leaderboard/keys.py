@@ -22,6 +22,14 @@ def _tag(board: str) -> str:
     return f"lb:{{{board}}}"
 
 
+CONFIG_PATTERN = "lb:{*}:cfg"  # SCAN MATCH for every board's settings key (listing boards)
+
+
+def board_of_config(key: str) -> str:
+    """The board a `config` key belongs to."""
+    return key[len("lb:{"):-len("}:cfg")]
+
+
 def config(board: str) -> str:
     return f"{_tag(board)}:cfg"
 

@@ -30,6 +30,7 @@ MAX_BATCH = 1000
 MAX_PAGE = 1000
 MAX_AROUND = 100
 MAX_FRIENDS = 1000
+MAX_LISTED = 10000  # boards one listing scans for at most; past it, `truncated` says so
 
 
 class BoardError(Exception):
@@ -325,6 +326,25 @@ class Store:
         ranked = {r["player"] for r in found}
         return {"board": name, "period": pid, "entries": found,
                 "missing": [p for p in players if p not in ranked]}
+
+    async def boards(self, limit: int) -> dict[str, Any]:
+        """The first `limit` boards by name, with their settings and all-time entry counts.
+        One SCAN over the keyspace (every node of a cluster): an operator's read, not a
+        player's."""
+        names: set[str] = set()
+        async for key in self.redis.scan_iter(match=keys.CONFIG_PATTERN, count=1000):
+            names.add(keys.board_of_config(_text(key)))
+            if len(names) > MAX_LISTED:
+                break
+        listed = sorted(n for n in names if BOARD.fullmatch(n))[:limit]
+        settings = await asyncio.gather(*(self.get_board(n, missing_ok=True) for n in listed))
+        counts = await asyncio.gather(*(self.redis.zcard(keys.entries(n, "all"))
+                                        for n in listed))
+        boards = [{"board": n, "order": b.order, "operator": b.operator, "periods": b.periods,
+                   "entries": int(c)}
+                  for n, b, c in zip(listed, settings, counts, strict=True) if b is not None]
+        return {"boards": boards, "count": len(names), "more": len(names) > len(listed),
+                "truncated": len(names) > MAX_LISTED}
 
     async def remove(self, name: str, player: str) -> int:
         """Remove a player from every period of the board; returns how many held it."""

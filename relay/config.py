@@ -31,6 +31,11 @@ class RelayConfig:
         None, "leaderboard service where built-in game rooms (arena) post scores")
     leaderboard_api_key: str | None = setting(
         None, "server API key for --leaderboard-url")
+    matchmaker_url: str | None = setting(
+        None, "matchmaker service whose queues the operator console shows")
+    admin_key: str | None = setting(
+        None, "operator key for the console at /console and its JSON API (sent as a bearer "
+        "token or X-Admin-Key); without it the console answers 404, except under stadium dev")
     rooms: list[str] = setting(
         [], "extra room type as TYPE=module:Class (repeatable)", flag="--room")
     cert: str | None = setting(None, "TLS certificate chain (PEM) to serve wss:// and https://")
@@ -110,3 +115,5 @@ class RelayConfig:
             raise ConfigError(f"token_leeway must be 0-300 seconds, not {self.token_leeway}")
         if self.secret == "":
             self.secret = None
+        if self.admin_key == "":
+            self.admin_key = None

@@ -107,6 +107,19 @@ class RelayDirectory:
                 failing = True
             await asyncio.sleep(self.interval)
 
+    async def entries(self) -> list[dict[str, Any]]:
+        """Every relay's entry in the directory (expired ones too: `expires` tells)."""
+        raw = await (await self._client()).hgetall(DIRECTORY)
+        found = []
+        for value in raw.values():
+            try:
+                entry = json.loads(value)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                found.append(entry)
+        return found
+
     async def stop(self) -> None:
         """Leave the directory at once, so no new seats come to a draining relay."""
         if self._task is not None:

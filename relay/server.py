@@ -1,5 +1,6 @@
 """The relay process: puts the room host, admission and the WebSocket transport together,
-listens, answers the operations routes, sweeps deadlines once a second, and drains.
+listens, answers the operations routes and the operator console (relay/console.py), sweeps
+deadlines once a second, and drains.
 
 Games and pages (the `arena` demo, the demo page) are given to it by whoever starts it
 (the `stadium` CLI); the relay itself knows only the built-in `broadcast` room.
@@ -16,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from relay.config import RelayConfig
+from relay.console import Console
 from relay.core.admission import Admission
 from relay.core.host import NODE_BITS, RoomHost, check_room_types
 from relay.core.room import Response, Room
@@ -48,7 +50,8 @@ class Relay:
     """One relay process: `await start()`, then `await drain()` to stop."""
 
     def __init__(self, config: RelayConfig, room_types: Mapping[str, type[Room]] | None = None,
-                 site: Site | None = None) -> None:
+                 site: Site | None = None, dev: bool = False) -> None:
+        """`dev`: run by `stadium dev`, whose console is open without an operator key."""
         self.config = config
         self.room_types = check_room_types(room_types or {})
         self.site = site
@@ -61,6 +64,7 @@ class Relay:
         self._directory: RelayDirectory | None = None
         # read now, so that a missing or bad key file stops the process before it listens
         self.keys = verification_keys(config.secret, config.token_keys)
+        self.console = Console(self, dev=dev)
 
     loop: asyncio.AbstractEventLoop  # set by start()
     host: RoomHost
@@ -92,6 +96,16 @@ class Relay:
                                              lambda: self.ws.open_count, stats=self.stats)
             self.ws.on_join = self._directory.record_join  # the matchmaker reports no-shows
             self._directory.start()
+        if self.console.access == "open":
+            log.warning("console: open without an operator key at %s/console (stadium dev; "
+                        "give --admin-key to require one)", self._http_url)
+        elif self.console.access == "key":
+            log.info("console at %s/console (operator key required)", self._http_url)
+
+    @property
+    def directory(self) -> RelayDirectory | None:
+        """This relay's entry in the relay directory (None without Redis)."""
+        return self._directory
 
     async def _node_id(self) -> int:
         """A number no other relay process on this Redis has (member ids carry it); random
@@ -119,6 +133,11 @@ class Relay:
         scheme = "wss" if self.config.cert else "ws"
         return f"{scheme}://{self.config.host}:{self.port}"
 
+    @property
+    def _http_url(self) -> str:
+        scheme = "https" if self.config.cert else "http"
+        return f"{scheme}://{self.config.host}:{self.port}"
+
     async def drain(self, timeout: float | None = None) -> None:
         """Stop accepting, close every socket with 1001, wait for them up to `timeout` seconds."""
         loop = self.loop
@@ -138,6 +157,7 @@ class Relay:
             self._sweeper = None
         if self._snapshots is not None:
             await self._snapshots.close()
+        await self.console.close()
         await asyncio.sleep(0)
 
     def _sweep(self) -> None:
@@ -158,6 +178,9 @@ class Relay:
             return
         if path in ("/healthz", "/metrics", "/"):
             conn.respond(self._operations(req))
+            return
+        if self.console.serves(path):
+            self.console.handle(conn, req)
             return
         host = self.host
         type_name, room_id = host.route(path)

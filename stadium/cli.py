@@ -67,13 +67,14 @@ def _stop_event() -> asyncio.Event:
 
 class _RelayApp:
     """A relay with the games and pages that ship with Stadium: the `arena` room (scores to
-    the leaderboard when the config names one) and, with --demo, the demo page."""
+    the leaderboard when the config names one) and, with --demo, the demo page; under
+    `stadium dev` (`dev`) its console is open without an operator key."""
 
-    def __init__(self, cfg: RelayConfig) -> None:
+    def __init__(self, cfg: RelayConfig, dev: bool = False) -> None:
         self.boards = ScoreBoards(cfg)
         self.demo = DemoSite(cfg) if cfg.demo else None
         self.relay = Relay(cfg, {"arena": arena_room(self.boards), **load_room_types(cfg.rooms)},
-                           site=self.demo)
+                           site=self.demo, dev=dev)
 
     async def start(self) -> Relay:
         relay = self.relay
@@ -158,7 +159,7 @@ async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
     relay_cfg.redis_url = redis_url  # the relay registers in the directory the matchmaker reads
     mm_cfg.secret = relay_cfg.secret
     try:
-        app = _RelayApp(relay_cfg)
+        app = _RelayApp(relay_cfg, dev=True)
         relay = await app.start()
         demo = app.demo
         if demo is not None:  # the page calls both services from the relay's origin
@@ -176,6 +177,8 @@ async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
         if demo is not None and mm_cfg.queues is None:
             matchmaker.queues.setdefault(DEMO_QUEUE.name, DEMO_QUEUE)
         await matchmaker.start()
+        if not relay_cfg.matchmaker_url:  # the console shows its queues
+            relay.config.matchmaker_url = matchmaker.url
         if demo is not None:
             demo.links.update(matchmaker=matchmaker.url, leaderboard=boards.url)
             queue = matchmaker.queues.get(DEMO_QUEUE.name)
@@ -187,6 +190,9 @@ async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
         print(f"  relay        {relay.url}/rooms/broadcast/lobby")
         if demo is not None:
             print(f"  demo page    {http}://{base}/   (open it in two tabs)")
+        console = ("open, no --admin-key" if relay.console.access == "open"
+                   else "operator key required")
+        print(f"  console      {http}://{base}/console   ({console})")
         print(f"  matchmaker   {matchmaker.url}/docs   (queues: {', '.join(matchmaker.queues)})")
         print(f"  leaderboard  {boards.url}/docs")
         print(f"  redis        {redis_url}")

@@ -85,6 +85,7 @@ class RoomHost:
         self.sleeping = 0  # rooms hibernated
         self.manual_ticks = False  # ticks run only by RoomRuntime.tick_now (tests' clock)
         self._storage: dict[tuple[str, str], RoomStorage] = {}
+        self.node = node  # this process's number among the relays on one Redis
         self._node = node << COUNTER_BITS
         self._counter = 0
 
@@ -189,6 +190,7 @@ class RoomHost:
         if room is not None and room.state is not None:
             room.state.forget(member.id)
         self.stats.closes[member.close_code] += 1
+        rt.closed(member)
         rt.call("on_close", (member,))
         self.settle(rt)
 

@@ -98,6 +98,11 @@ class Member:
             tags = self._tags = set()
         return tags
 
+    def tag_list(self) -> list[str]:
+        """The tags, sorted, without making a set for a member that has none."""
+        tags = self._tags
+        return sorted(tags) if tags else []
+
     def has_tag(self, tag: str) -> bool:
         tags = self._tags
         return tags is not None and tag in tags

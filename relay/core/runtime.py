@@ -32,6 +32,7 @@ log = logging.getLogger("stadium.relay.room")
 Done = Callable[[Any, bool], None]
 Item = tuple[str, tuple[Any, ...], "Member | None", "Done | None"]
 TICK = "on_tick"  # the item name of a tick: run_tick, which calls on_tick
+RECENT_CLOSES = 16  # closes a room remembers for the operator console: (member, player, code, at)
 _async_handlers: dict[type[Room], frozenset[str]] = {}
 
 
@@ -50,7 +51,7 @@ class RoomRuntime:
                  "running", "async_names", "async_message", "alarm", "alarm_at", "inputs",
                  "ticker", "tick", "tick_due", "tick_queued", "auto", "shared", "events",
                  "seen_events", "idle_since", "snapshot", "sleeps", "loading", "held", "seated",
-                 "joining")
+                 "joining", "tick_seconds", "overruns", "closes")
 
     def __init__(self, host: RoomHost, cls: type[Room], type_name: str, room_id: str,
                  storage: RoomStorage) -> None:
@@ -83,6 +84,17 @@ class RoomRuntime:
         self.held: list[Item] = []
         self.seated: dict[str, Member] = {}  # player -> their live member (see Room.seats)
         self.joining = False  # a member is between its predecessor's leaving and its join
+        self.tick_seconds = 0.0  # the last tick's duration (the console shows it)
+        self.overruns = 0  # ticks skipped because the room fell behind its rate
+        # The last RECENT_CLOSES closes (member id, player, code, unix time); made on the first.
+        self.closes: deque[tuple[int, str | None, int, float]] | None = None
+
+    def closed(self, member: Member) -> None:
+        """Remember a member's close among the room's last RECENT_CLOSES."""
+        closes = self.closes
+        if closes is None:
+            closes = self.closes = deque(maxlen=RECENT_CLOSES)
+        closes.append((member.id, member.player, member.close_code, time.time()))
 
     def __repr__(self) -> str:
         return f"<RoomRuntime {self.type}/{self.id} {'awake' if self.room else 'asleep'}>"
@@ -267,6 +279,7 @@ class RoomRuntime:
             self.tick_queued = True
             self.call(TICK, ())
         if missed:
+            self.overruns += missed
             self.host.stats.tick_overruns[self.type] += missed
 
     def _run_tick(self) -> Any:
@@ -300,7 +313,8 @@ class RoomRuntime:
         if state is not None:
             host.outbox.send_state(self, state)
             host.outbox.flush()  # the writes now, so the tick's duration includes them
-        host.stats.observe_tick(self.type, time.perf_counter() - started)
+        self.tick_seconds = seconds = time.perf_counter() - started
+        host.stats.observe_tick(self.type, seconds)
 
     # --- hibernation ---------------------------------------------------------------------
     def can_hibernate(self) -> bool:
