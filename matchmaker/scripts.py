@@ -39,9 +39,9 @@ return status
 
 # KEYS: waiting, match, seating, changes, ticket 1..n. ARGV: match data JSON, match ttl,
 # ticket ttl, match id, seat expiry ms ('' when seats are not tracked), then (ticket id,
-# seats JSON) per ticket. All tickets still waiting: all become matched, the match is stored (and waits in
-# seating until its seats expire), and {} is returned; otherwise nothing changes and the ids
-# no longer waiting are returned.
+# seats JSON) per ticket. All tickets still waiting: all become matched, the match is stored
+# (and waits in seating until its seats expire), and {} is returned; otherwise nothing changes
+# and the ids no longer waiting are returned.
 MATCH = _LOG + """
 local gone = {}
 for i = 6, #ARGV, 2 do
