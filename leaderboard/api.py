@@ -280,13 +280,7 @@ def create_app(store: Store, api_key: str | None, cors_origins: Sequence[str] = 
         log.info("%d %s: %s", e.status, e.code, e.message)
         return _error(e.status, e.code, e.message)
 
-    @app.exception_handler(RedisConnectionError)
-    @app.exception_handler(RedisTimeoutError)
-    async def redis_down(_: Request, e: Exception) -> JSONResponse:
-        log.warning("503 redis_unavailable: %s", e)
-        return _error(503, "redis_unavailable", _UNAVAILABLE)
-
-    add_error_handlers(app)
+    add_error_handlers(app, _UNAVAILABLE)
 
     add_operations_routes(app, store.redis, registry)
 

@@ -54,6 +54,7 @@ def check_key(api_key: str | None, x_api_key: str | None, authorization: str | N
 
 
 _error = error_response
+_UNAVAILABLE = "the matchmaker's Redis is not answering; try again later"
 
 
 def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: TicketWaiters,
@@ -73,7 +74,7 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
         log.info("%d %s: %s", e.status, e.code, e.message)
         return _error(e.status, e.code, e.message)
 
-    add_error_handlers(app)
+    add_error_handlers(app, _UNAVAILABLE)
 
     add_operations_routes(app, store.redis, metrics.registry)
 

@@ -15,8 +15,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Match
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -78,9 +81,16 @@ def add_operations_routes(app: FastAPI, redis: Any, registry: CollectorRegistry)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def add_error_handlers(app: FastAPI) -> None:
-    """Malformed requests (422 invalid_request, naming the first bad field) and routing errors
-    (404 not_found, 405 method_not_allowed) in the services' error body."""
+def add_error_handlers(app: FastAPI, unavailable: str) -> None:
+    """Malformed requests (422 invalid_request, naming the first bad field), routing errors
+    (404 not_found, 405 method_not_allowed with `Allow`) and Redis not answering (503
+    redis_unavailable, saying `unavailable`) in the services' error body."""
+
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def redis_down(_: Request, e: Exception) -> JSONResponse:
+        log.warning("503 redis_unavailable: %s", e)
+        return error_response(503, "redis_unavailable", unavailable)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
@@ -91,9 +101,28 @@ def add_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_request", message)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        if e.status_code == 400:  # the framework's: a JSON body that is not UTF-8
+            log.info("422 invalid_request: body: %s", e.detail)
+            return error_response(422, "invalid_request", f"body: {e.detail}")
         code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
-        return error_response(e.status_code, code, str(e.detail))
+        response = error_response(e.status_code, code, str(e.detail))
+        if e.headers:
+            response.headers.update(e.headers)
+        if e.status_code == 405:
+            response.headers["Allow"] = allowed_methods(app, request)
+        return response
+
+
+def allowed_methods(app: FastAPI, request: Request) -> str:
+    """RFC 9110's `Allow` for the request's path: the methods of every route at that path
+    (the router's own 405 names only the first route's, and each method is a route here)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        found = getattr(route, "methods", None)
+        if found and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= found
+    return ", ".join(sorted(methods))
 
 
 class MeasureRequests:
