@@ -1,5 +1,6 @@
 """What the HTTP services share: CORS (so a page from another origin, the relay's demo, can
-call them), the server-key check and the JSON error body."""
+call them), the server-key check, the JSON error body and how the OpenAPI documents show
+both."""
 
 from __future__ import annotations
 
@@ -8,13 +9,15 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, BeforeValidator, Strict
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -62,21 +65,123 @@ def key_matches(api_key: str | None, x_api_key: str | None, authorization: str |
     return hmac.compare_digest(given.encode(), api_key.encode())
 
 
+def _not_text(value: Any) -> Any:
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+# An integer as JSON Schema has it: 5 or 5.0, not "5" nor true (pydantic's lax int takes
+# both, its strict int refuses 5.0).
+JsonInt = Annotated[int, BeforeValidator(_not_text), Strict(False)]
+
+
 def error_response(status: int, code: str, message: str) -> JSONResponse:
     """The services' error body: {"error": {"code", "message"}}."""
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+# What each error status says, in the OpenAPI documents.
+_MEANING = {
+    400: "A name or value is malformed, or names what is not kept here",
+    401: "The server key is missing or wrong",
+    404: "Not found",
+    409: "Conflicts with what is stored",
+    422: "The request is invalid",
+    503: "Redis is not answering, or the service is busy: try again later",
+}
+
+
+def error_responses(codes: Mapping[int, Sequence[str]]) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each error status it answers, in the services' error body,
+    with the codes that status may carry."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status, names in codes.items():
+        out[status] = {"description": f"{_MEANING[status]}: {', '.join(names)}",
+                       "content": {"application/json": {"schema": {
+                           "title": "Error", "type": "object", "required": ["error"],
+                           "additionalProperties": False, "properties": {"error": {
+                               "type": "object", "required": ["code", "message"],
+                               "additionalProperties": False, "properties": {
+                                   "code": {"type": "string", "enum": list(names)},
+                                   "message": {"type": "string"}}}}}}}}
+    return out
+
+
+def refine_openapi(app: FastAPI, patch: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Build the app's OpenAPI document, once, as the service answers: without the 422 that
+    FastAPI adds in its own validation body (the services answer 422 in theirs, and each route
+    that can says so), then changed by `patch` (for what only the running process knows)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = build()
+            for item in doc.get("paths", {}).values():
+                for operation in item.values():
+                    responses = operation.get("responses", {})
+                    if "HTTPValidationError" in str(responses.get("422")):
+                        del responses["422"]
+            schemas = doc.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            if patch is not None:
+                patch(doc)
+        return build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def anchored(regex: re.Pattern[str]) -> str:
+    """A regex the services fullmatch, as a JSON Schema pattern (which searches: anchored;
+    `$` there matches only at the end, as fullmatch does)."""
+    return f"^(?:{regex.pattern})$" if "|" in regex.pattern else f"^{regex.pattern}$"
+
+
+_KEY_HEADER = APIKeyHeader(name="X-API-Key", scheme_name="serverKey", auto_error=False,
+                           description="the service's --api-key")
+_BEARER = HTTPBearer(scheme_name="serverKeyBearer", auto_error=False,
+                     description="the service's --api-key as a bearer token")
+
+
+def server_key(api_key: str | None, refuse: Callable[[], Exception]
+               ) -> Callable[..., Awaitable[None]]:
+    """A route dependency that raises `refuse()` unless the request carries `api_key` (as
+    X-API-Key or a bearer token); the document says the operation needs it. A service without
+    a key needs none, and says so."""
+    if api_key is None:
+        async def open_to_all() -> None:
+            return None
+        return open_to_all
+
+    async def require_key(request: Request,
+                          _key: Annotated[str | None, Security(_KEY_HEADER)] = None,
+                          _bearer: Annotated[HTTPAuthorizationCredentials | None,
+                                             Security(_BEARER)] = None) -> None:
+        headers = request.headers
+        if not key_matches(api_key, headers.get("x-api-key"), headers.get("authorization")):
+            raise refuse()
+
+    return require_key
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
 
 
 def add_operations_routes(app: FastAPI, redis: Any, registry: CollectorRegistry) -> None:
     """`/healthz` (ok once Redis answers a ping) and `/metrics` (the Prometheus text of
     `registry`), as every HTTP service has them."""
 
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
+    @app.get("/healthz", tags=["operations"],
+             responses=error_responses({503: ["redis_unavailable"]}))
+    async def healthz() -> Health:
         await redis.ping()
-        return {"status": "ok"}
+        return Health(status="ok")
 
-    @app.get("/metrics", tags=["operations"], response_class=Response)
+    @app.get("/metrics", tags=["operations"], response_class=Response, responses={200: {
+        "description": "Prometheus text", "content": {"text/plain": {
+            "schema": {"type": "string"}}}}})
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
