@@ -32,6 +32,7 @@ from leaderboard.periods import QUERY, RESET
 from leaderboard.store import BOARD, NAME, SCORE_LIMIT, Board, BoardError, Store
 from stadium import __version__
 from stadium.http import (
+    JsonData,
     JsonInt,
     MeasureRequests,
     add_cors,
@@ -79,7 +80,7 @@ class ScoreIn(BaseModel):
     player: str = Field(max_length=64, json_schema_extra=_PLAYER_ID)
     score: StrictInt | StrictFloat = Field(json_schema_extra={
         "minimum": -SCORE_LIMIT, "maximum": SCORE_LIMIT})
-    metadata: JsonValue | None = Field(None, description="at most the board's "
+    metadata: JsonData | None = Field(None, description="at most the board's "
                                        "metadata_max_bytes as JSON")
 
 

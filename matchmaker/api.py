@@ -32,6 +32,7 @@ from matchmaker.waiters import TicketWaiters
 from stadium import __version__
 from stadium.http import (
     JsonInt,
+    JsonObject,
     MeasureRequests,
     add_cors,
     add_error_handlers,
@@ -73,7 +74,7 @@ class TicketIn(BaseModel):
             "maxProperties": MAX_REGIONS, "propertyNames": {"pattern": anchored(REGION)}},
         description="region name -> latency in ms; empty: any region. A queue that lists its "
         "regions takes only those")
-    attributes: dict[str, JsonValue] = Field(
+    attributes: JsonObject = Field(
         default_factory=dict, description=f"at most {MAX_ATTRIBUTES_BYTES} bytes as JSON")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import re
 import time
@@ -17,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, BeforeValidator, Strict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, JsonValue, Strict
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -74,6 +75,24 @@ def _not_text(value: Any) -> Any:
 # An integer as JSON Schema has it: 5 or 5.0, not "5" nor true (pydantic's lax int takes
 # both, its strict int refuses 5.0).
 JsonInt = Annotated[int, BeforeValidator(_not_text), Strict(False)]
+
+
+_TEXT = json.JSONEncoder(ensure_ascii=False)
+
+
+def _unicode_only(value: Any) -> Any:
+    if value is not None and not isinstance(value, int | float | bool):
+        try:
+            _TEXT.encode(value).encode()
+        except UnicodeEncodeError:
+            raise ValueError("text must be Unicode: half a surrogate pair is not") from None
+    return value
+
+
+# Any JSON a client may store and read back. JSON can escape half a surrogate pair ("\ud800"),
+# which is no Unicode: kept, it could never be answered in UTF-8 (a 500 on every read).
+JsonData = Annotated[JsonValue, AfterValidator(_unicode_only)]
+JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_unicode_only)]
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:
