@@ -231,7 +231,7 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
              responses=error_responses({404: ["unknown_ticket"],
                                         422: ["invalid_request", "bad_timeout"], **down}))
     async def wait_ticket(ticket_id: TicketId, timeout: float = Query(
-            25.0, gt=0, json_schema_extra={"maximum": max_long_poll},
+            min(25.0, max_long_poll), gt=0, json_schema_extra={"maximum": max_long_poll},
             description="seconds, at most the matchmaker's --max-long-poll")) -> JSONResponse:
         """Answer once the ticket is no longer waiting, or after `timeout` seconds with its
         status still `waiting` (then ask again)."""
