@@ -11,12 +11,13 @@ from itertools import accumulate
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from pydantic import (
     BaseModel,
+    ConfigDict,
     Field,
     JsonValue,
     StrictFloat,
@@ -27,15 +28,22 @@ from pydantic import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from leaderboard.store import Board, BoardError, Store
+from leaderboard.periods import QUERY, RESET
+from leaderboard.store import BOARD, NAME, SCORE_LIMIT, Board, BoardError, Store
 from stadium import __version__
 from stadium.http import (
+    JsonData,
+    JsonInt,
     MeasureRequests,
     add_cors,
     add_error_handlers,
     add_operations_routes,
+    anchored,
     error_response,
+    error_responses,
     key_matches,
+    refine_openapi,
+    server_key,
 )
 
 log = logging.getLogger("stadium.leaderboard")
@@ -43,12 +51,27 @@ log = logging.getLogger("stadium.leaderboard")
 Period = Literal["daily", "weekly", "monthly"]
 
 
+BoardName = Annotated[str, Path(description="1-64 of A-Z a-z 0-9 _ . -", json_schema_extra={
+    "pattern": anchored(BOARD), "minLength": 1, "maxLength": 64})]
+PlayerName = Annotated[str, Path(description="1-64 of A-Z a-z 0-9 _ . : @ -", json_schema_extra={
+    "pattern": anchored(NAME), "minLength": 1, "maxLength": 64})]
+PeriodQuery = Annotated[str, Query(
+    min_length=1, json_schema_extra={"pattern": anchored(QUERY)},
+    description="all, a kind the board keeps (daily, weekly, monthly: the current one), or a "
+    "period id of such a kind: d:2026-11-23, w:2026-W47, m:2026-11")]
+_PLAYER_ID: dict[str, JsonValue] = {"pattern": anchored(NAME), "minLength": 1, "maxLength": 64}
+
+
 class BoardSettings(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     order: Literal["desc", "asc"] = "desc"
     operator: Literal["best", "latest", "incr"] = "best"
-    periods: list[Period] = Field(default_factory=list, max_length=3)
-    reset_time: str = Field("00:00", description="UTC time of day (HH:MM) periods reset at")
-    metadata_max_bytes: int = Field(1024, ge=0, le=16384)
+    periods: list[Period] = Field(default_factory=list, max_length=3,
+                                  json_schema_extra={"uniqueItems": True})
+    reset_time: str = Field("00:00", description="UTC time of day (HH:MM) periods reset at",
+                            json_schema_extra={"pattern": anchored(RESET)})
+    metadata_max_bytes: JsonInt = Field(1024, ge=0, le=16384)
 
 
 class BoardSummary(BaseModel):
@@ -67,22 +90,99 @@ class BoardList(BaseModel):
 
 
 class ScoreIn(BaseModel):
-    player: str = Field(max_length=64)
-    score: StrictInt | StrictFloat
-    metadata: JsonValue | None = None
+    model_config = ConfigDict(strict=True)
+
+    player: str = Field(max_length=64, json_schema_extra=_PLAYER_ID)
+    score: StrictInt | StrictFloat = Field(json_schema_extra={
+        "minimum": -SCORE_LIMIT, "maximum": SCORE_LIMIT})
+    metadata: JsonData | None = Field(None, description="at most the board's "
+                                       "metadata_max_bytes as JSON")
 
 
 class ScoreBatch(BaseModel):
-    scores: list[ScoreIn] = Field(min_length=1, max_length=1000)
+    model_config = ConfigDict(strict=True)
+
+    scores: list[ScoreIn] = Field(min_length=1, max_length=1000,
+                                  description="each player at most once")
 
 
 class PlayersIn(BaseModel):
-    players: list[str] = Field(min_length=1, max_length=1000)
+    model_config = ConfigDict(strict=True)
+
+    players: list[Annotated[str, Field(json_schema_extra=_PLAYER_ID)]] = Field(
+        min_length=1, max_length=1000)
+
+
+# What the routes answer, for the document (the routes build their JSON themselves).
+class BoardView(BoardSettings):
+    board: str
+
+
+class Standing(BaseModel):
+    score: float
+    rank: int
+
+
+class Written(BaseModel):
+    player: str
+    periods: dict[str, Standing] = Field(description="period name (all, daily...) -> standing")
+
+
+class Submitted(BaseModel):
+    board: str
+    results: list[Written]
+
+
+class Entry(BaseModel):
+    rank: int
+    player: str
+    score: float
+    metadata: JsonValue | None
+
+
+class Page(BaseModel):
+    board: str
+    period: str
+    entries: list[Entry]
+    next_cursor: str | None
+
+
+class PlayerView(Entry):
+    board: str
+    period: str
+
+
+class Around(BaseModel):
+    board: str
+    period: str
+    entries: list[Entry]
+
+
+class Rank(BaseModel):
+    player: str
+    rank: int
+    score: float
+
+
+class Ranks(BaseModel):
+    board: str
+    period: str
+    entries: list[Rank]
+    missing: list[str]
+
+
+class Removed(BaseModel):
+    board: str
+    player: str
+    removed_from_periods: int
+
+
+_NO_KEY = "writes need the server API key (X-API-Key)"
 
 
 def check_key(api_key: str | None, x_api_key: str | None, authorization: str | None) -> None:
     if not key_matches(api_key, x_api_key, authorization):
-        raise BoardError(401, "bad_api_key", "writes need the server API key (X-API-Key)")
+        raise BoardError(401, "bad_api_key", _NO_KEY)
 
 
 _error = error_response
@@ -153,6 +253,16 @@ class _Replay:
         return {"type": "http.request", "body": body, "more_body": False}
 
 
+def _query(scope: Any) -> dict[str, str] | None:
+    """The request's query, or None when a value in it is empty: the framework refuses those
+    (422), as the document says."""
+    raw = scope["query_string"]
+    if not raw:
+        return {}
+    q = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
+    return None if "" in q.values() else q
+
+
 class _HotPaths:
     """Submit, rank and top without the framework's per-request work (it is most of the
     cost of a request). Only well-formed requests are served here, by the same `Store`
@@ -172,9 +282,9 @@ class _HotPaths:
             n = len(parts)
             if parts[2]:
                 if method == "GET" and n == 5 and parts[3] == "players" and parts[4]:
-                    await self._rank(scope, parts[2], parts[4], send)
-                    return
-                if method == "POST" and n == 4 and parts[3] == "scores":
+                    if await self._rank(scope, parts[2], parts[4], send):
+                        return
+                elif method == "POST" and n == 4 and parts[3] == "scores":
                     receive = await self._submit(scope, parts[2], receive, send)
                     if receive is None:
                         return
@@ -184,8 +294,9 @@ class _HotPaths:
 
     async def _top(self, scope: Any, board: str, send: Any) -> bool:
         started = time.perf_counter()
-        raw = scope["query_string"]
-        q = dict(parse_qsl(raw.decode("latin-1"))) if raw else {}
+        q = _query(scope)
+        if q is None:
+            return False
         limit = q.get("limit", "10")
         if not (limit.isascii() and limit.isdigit() and 1 <= int(limit) <= 1000):
             return False
@@ -198,16 +309,18 @@ class _HotPaths:
         await self._answer(send, _ROUTE_TOP, started, answer)
         return True
 
-    async def _rank(self, scope: Any, board: str, player: str, send: Any) -> None:
+    async def _rank(self, scope: Any, board: str, player: str, send: Any) -> bool:
         started = time.perf_counter()
-        raw = scope["query_string"]
-        period = dict(parse_qsl(raw.decode("latin-1"))).get("period", "all") if raw else "all"
+        q = _query(scope)
+        if q is None:
+            return False
         answer: dict[str, Any] | Exception
         try:
-            answer = await self.store.player(board, player, period)
+            answer = await self.store.player(board, player, q.get("period", "all"))
         except Exception as e:
             answer = e
         await self._answer(send, _ROUTE_RANK, started, answer)
+        return True
 
     async def _submit(self, scope: Any, board: str, receive: Any, send: Any) -> Any:
         """None when answered here, else a `receive` that replays the body for the app."""
@@ -284,77 +397,104 @@ def create_app(store: Store, api_key: str | None, cors_origins: Sequence[str] = 
     if api_key is None:
         log.warning("no --api-key: anyone may submit scores and change boards")
 
-    def require_key(x_api_key: Annotated[str | None, Header()] = None,
-                    authorization: Annotated[str | None, Header()] = None) -> None:
-        check_key(api_key, x_api_key, authorization)
-
-    writer = [Depends(require_key)]
+    writer = [Depends(server_key(api_key, lambda: BoardError(401, "bad_api_key", _NO_KEY)))]
+    # Each route's error statuses and codes, for the document.
+    keyed: dict[int, list[str]] = {} if api_key is None else {401: ["bad_api_key"]}
+    down = {503: ["redis_unavailable"]}
 
     @app.exception_handler(BoardError)
     async def board_error(_: Request, e: BoardError) -> JSONResponse:
         log.info("%d %s: %s", e.status, e.code, e.message)
         return _error(e.status, e.code, e.message)
 
-    @app.exception_handler(RedisConnectionError)
-    @app.exception_handler(RedisTimeoutError)
-    async def redis_down(_: Request, e: Exception) -> JSONResponse:
-        log.warning("503 redis_unavailable: %s", e)
-        return _error(503, "redis_unavailable", _UNAVAILABLE)
-
-    add_error_handlers(app)
+    add_error_handlers(app, _UNAVAILABLE)
 
     add_operations_routes(app, store.redis, registry)
+    refine_openapi(app)
 
-    @app.put("/boards/{board}", dependencies=writer, tags=["boards"])
-    async def put_board(board: str, settings: BoardSettings) -> JSONResponse:
+    @app.put("/boards/{board}", dependencies=writer, tags=["boards"], response_model=BoardView,
+             responses={201: {"model": BoardView, "description": "Created"},
+                        **error_responses({
+                            400: ["bad_board_name"], **keyed, 409: ["board_has_entries"],
+                            422: ["invalid_request", "bad_period", "bad_reset_time"],
+                            **down})})
+    async def put_board(board: BoardName, settings: BoardSettings) -> JSONResponse:
+        """Create a board (201) or change its settings (200). Order and operator are fixed
+        once the board has entries."""
         _, created = await store.put_board(board, Board(**settings.model_dump()))
         return JSONResponse({"board": board, **settings.model_dump()},
                             status_code=201 if created else 200)
 
-    @app.get("/boards", tags=["boards"], responses={200: {"model": BoardList}})
+    @app.get("/boards", tags=["boards"], response_model=BoardList,
+             responses=error_responses({422: ["invalid_request"], **down}))
     async def list_boards(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
         """Boards by name (the first `limit`), with their settings and all-time entry
         counts; `count` is how many exist (at least, when `truncated`). A scan of Redis: for
         operators' tools such as the relay's console, not for every page view."""
         return JSONResponse(await store.boards(limit))
 
-    @app.get("/boards/{board}/settings", tags=["boards"])
-    async def get_settings(board: str) -> dict[str, Any]:
+    @app.get("/boards/{board}/settings", tags=["boards"], response_model=BoardView,
+             responses=error_responses({400: ["bad_board_name"], 404: ["unknown_board"],
+                                        **down}))
+    async def get_settings(board: BoardName) -> JSONResponse:
         found = await store.get_board(board)
         assert found is not None
-        return {"board": board, **BoardSettings(**found.__dict__).model_dump()}
+        return JSONResponse({"board": board, **BoardSettings(**found.__dict__).model_dump()})
 
-    @app.post("/boards/{board}/scores", dependencies=writer, tags=["scores"])
-    async def submit(board: str, body: ScoreIn | ScoreBatch) -> JSONResponse:
+    @app.post("/boards/{board}/scores", dependencies=writer, tags=["scores"],
+              response_model=Submitted, responses=error_responses({
+                  400: ["bad_board_name", "bad_player"], **keyed, 404: ["unknown_board"],
+                  422: ["invalid_request", "duplicate_player", "bad_score",
+                        "metadata_too_large", "score_out_of_range"], **down}))
+    async def submit(board: BoardName, body: ScoreIn | ScoreBatch) -> JSONResponse:
         """Submit one score or a batch; answers each player's score and rank in every period.
         A batch is written atomically: all of it or, on any error, nothing."""
         scores = body.scores if isinstance(body, ScoreBatch) else [body]
         results = await store.submit(board, [s.model_dump() for s in scores])
         return JSONResponse({"board": board, "results": results})
 
-    @app.get("/boards/{board}", tags=["scores"])
-    async def top(board: str, period: str = "all",
+    @app.get("/boards/{board}", tags=["scores"], response_model=Page,
+             responses=error_responses({
+                 400: ["bad_board_name", "bad_period", "bad_cursor"], 404: ["unknown_board"],
+                 422: ["invalid_request"], **down}))
+    async def top(board: BoardName, period: PeriodQuery = "all",
                   limit: Annotated[int, Query(ge=1, le=1000)] = 10,
-                  cursor: str | None = None) -> JSONResponse:
+                  cursor: Annotated[str | None, Query(
+                      min_length=1, description="a page's next_cursor")] = None
+                  ) -> JSONResponse:
         """Top entries. Pass `next_cursor` back as `cursor` for the following page: the page
         starts right after the last entry you saw, even if scores changed in between."""
         return JSONResponse(await store.page(board, period, limit, cursor))
 
-    @app.get("/boards/{board}/players/{player}", tags=["scores"])
-    async def player(board: str, player: str, period: str = "all") -> JSONResponse:
+    one_player = error_responses({
+        400: ["bad_board_name", "bad_player", "bad_period"],
+        404: ["unknown_board", "unknown_player"], 422: ["invalid_request"], **down})
+
+    @app.get("/boards/{board}/players/{player}", tags=["scores"], response_model=PlayerView,
+             responses=one_player)
+    async def player(board: BoardName, player: PlayerName,
+                     period: PeriodQuery = "all") -> JSONResponse:
         return JSONResponse(await store.player(board, player, period))
 
-    @app.get("/boards/{board}/players/{player}/around", tags=["scores"])
-    async def around(board: str, player: str, period: str = "all",
+    @app.get("/boards/{board}/players/{player}/around", tags=["scores"],
+             response_model=Around, responses=one_player)
+    async def around(board: BoardName, player: PlayerName, period: PeriodQuery = "all",
                      n: Annotated[int, Query(ge=0, le=100)] = 5) -> JSONResponse:
         return JSONResponse(await store.around(board, player, period, n))
 
-    @app.post("/boards/{board}/ranks", tags=["scores"])
-    async def ranks(board: str, body: PlayersIn, period: str = "all") -> JSONResponse:
+    @app.post("/boards/{board}/ranks", tags=["scores"], response_model=Ranks,
+              responses=error_responses({
+                  400: ["bad_board_name", "bad_player", "bad_period"], 404: ["unknown_board"],
+                  422: ["invalid_request"], **down}))
+    async def ranks(board: BoardName, body: PlayersIn,
+                    period: PeriodQuery = "all") -> JSONResponse:
         return JSONResponse(await store.ranks(board, body.players, period))
 
-    @app.delete("/boards/{board}/players/{player}", dependencies=writer, tags=["scores"])
-    async def remove(board: str, player: str) -> JSONResponse:
+    @app.delete("/boards/{board}/players/{player}", dependencies=writer, tags=["scores"],
+                response_model=Removed, responses=error_responses({
+                    400: ["bad_board_name", "bad_player"], **keyed,
+                    404: ["unknown_board", "unknown_player"], **down}))
+    async def remove(board: BoardName, player: PlayerName) -> JSONResponse:
         removed = await store.remove(board, player)
         if not removed:
             raise BoardError(404, "unknown_player", f"{player!r} has no score on {board}")

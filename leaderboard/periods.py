@@ -8,9 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 KINDS = ("daily", "weekly", "monthly")
 _PREFIX = {"daily": "d", "weekly": "w", "monthly": "m"}
-# Both used with fullmatch: `$` would also accept a trailing newline.
-_ID = re.compile(r"all|d:\d{4}-\d{2}-\d{2}|w:\d{4}-W\d{2}|m:\d{4}-\d{2}")
-RESET = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
+# All used with fullmatch: `$` would also accept a trailing newline. ASCII digits only
+# (`\d` takes any script's), as the OpenAPI document says.
+_ID = re.compile(r"all|d:[0-9]{4}-[0-9]{2}-[0-9]{2}|w:[0-9]{4}-W[0-9]{2}|m:[0-9]{4}-[0-9]{2}")
+# What a query's `period` may be: `all`, a kind, or a period id.
+QUERY = re.compile(f"{'|'.join(KINDS)}|{_ID.pattern}")
+RESET = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 
 
 def reset_offset(reset_time: str) -> timedelta:

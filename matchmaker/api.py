@@ -6,51 +6,171 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
-from typing import Annotated, Any
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, JsonValue, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictFloat, StrictInt
 
 from matchmaker.metrics import Metrics
 from matchmaker.queues import MAX_PLAYERS
 from matchmaker.ratings import Rating
-from matchmaker.store import MatchmakerError, Store, check_player
+from matchmaker.store import (
+    MATCH_ID,
+    MAX_ATTRIBUTES_BYTES,
+    MAX_LATENCY_MS,
+    MAX_REGIONS,
+    PLAYER,
+    REGION,
+    TICKET_ID,
+    MatchmakerError,
+    Store,
+    check_player,
+)
 from matchmaker.waiters import TicketWaiters
 from stadium import __version__
 from stadium.http import (
+    JsonInt,
+    JsonObject,
     MeasureRequests,
     add_cors,
     add_error_handlers,
     add_operations_routes,
+    anchored,
     error_response,
+    error_responses,
     key_matches,
+    refine_openapi,
+    server_key,
 )
 
 log = logging.getLogger("stadium.matchmaker")
 
 
+PlayerName = Annotated[str, Path(description="1-64 of A-Z a-z 0-9 _ . : @ -",
+                                json_schema_extra={"pattern": anchored(PLAYER),
+                                                   "minLength": 1, "maxLength": 64})]
+TicketId = Annotated[str, Path(description="as POST /tickets gave it", json_schema_extra={
+    "pattern": anchored(TICKET_ID)})]
+MatchId = Annotated[str, Path(description="as a seat or a ticket gives it", json_schema_extra={
+    "pattern": anchored(MATCH_ID)})]
+_PLAYER_ID: dict[str, JsonValue] = {"pattern": anchored(PLAYER), "minLength": 1, "maxLength": 64}
+Latency = Annotated[StrictInt | StrictFloat, Field(json_schema_extra={
+    "minimum": 0, "maximum": MAX_LATENCY_MS})]
+
+
 class TicketIn(BaseModel):
-    player: str = Field(max_length=64)
-    queue: str = Field(max_length=64)
-    party: list[Annotated[str, Field(max_length=64)]] = Field(
-        default_factory=list, max_length=MAX_PLAYERS,
-        description="the other players who must play on the player's team")
-    regions: dict[str, StrictInt | StrictFloat] = Field(
-        default_factory=dict, description="region name -> latency in ms; empty: any region")
-    attributes: dict[str, JsonValue] = Field(default_factory=dict)
+    model_config = ConfigDict(strict=True)
+
+    player: str = Field(max_length=64, json_schema_extra=_PLAYER_ID)
+    queue: str = Field(max_length=64, description="one of GET /queues")
+    party: list[Annotated[str, Field(max_length=64, json_schema_extra=_PLAYER_ID)]] = Field(
+        default_factory=list, max_length=MAX_PLAYERS, json_schema_extra={"uniqueItems": True},
+        description="the other players who must play on the player's team (with the player, "
+        "at most the queue's team_size)")
+    regions: dict[str, Latency] = Field(
+        default_factory=dict, json_schema_extra={
+            "maxProperties": MAX_REGIONS, "propertyNames": {"pattern": anchored(REGION)}},
+        description="region name -> latency in ms; empty: any region. A queue that lists its "
+        "regions takes only those")
+    attributes: JsonObject = Field(
+        default_factory=dict, description=f"at most {MAX_ATTRIBUTES_BYTES} bytes as JSON")
 
 
 class ResultIn(BaseModel):
-    ranks: list[StrictInt] = Field(
+    model_config = ConfigDict(strict=True)
+
+    ranks: list[Annotated[JsonInt, Field(json_schema_extra={"minimum": 1})]] = Field(
         min_length=2, max_length=MAX_PLAYERS,
         description="one rank per team, in the match's team order: 1 won; equal ranks drew")
 
 
+# What the routes answer, for the document (the routes build their JSON themselves).
+class QueueView(BaseModel):
+    name: str
+    teams: int
+    team_size: int
+    rating_window: float
+    widen_per_second: float
+    max_wait: float
+    max_region_latency_ms: float
+    room_type: str
+    regions: list[str]
+    bots: bool
+
+
+class Queues(BaseModel):
+    queues: list[QueueView]
+
+
+class Seat(BaseModel):
+    player: str
+    team: int
+    match_id: str
+    room_type: str
+    room_id: str
+    url: str
+    token: str | None = Field(description="null when the matchmaker has no --secret")
+    expires: float
+
+
+class TicketView(BaseModel):
+    id: str
+    queue: str
+    status: Literal["waiting", "matched", "cancelled", "failed", "no_show"]
+    players: list[str]
+    created: float
+    regions: dict[str, float]
+    attributes: dict[str, JsonValue]
+    match_id: str | None = Field(None, description="once matched")
+    seats: dict[str, Seat] | None = Field(None, description="once matched: player -> seat")
+    reason: str | None = Field(None, description="why it failed")
+    no_shows: list[str] | None = Field(None, description="its players who never joined")
+
+
+class MatchView(BaseModel):
+    id: str
+    queue: str
+    room_type: str
+    room_id: str
+    relay: str
+    teams: list[list[str]]
+    created: float
+    region: str | None = None
+    worst_latency_ms: float | None = None
+    rating_spread: float | None = None
+    win_probability: list[float] | None = None
+    with_bots: bool | None = None
+    bots: list[list[dict[str, JsonValue]]] | None = None
+    seats: dict[str, JsonValue] = Field(description="who took their seat")
+    result: dict[str, JsonValue] | None
+
+
+class NewRating(BaseModel):
+    mu: float
+    sigma: float
+    games: int
+
+
+class Reported(BaseModel):
+    match_id: str
+    ranks: list[int]
+    ratings: dict[str, NewRating]
+
+
+class PlayerRating(NewRating):
+    player: str
+    ordinal: float
+
+
+_NO_KEY = "results need the server API key (X-API-Key)"
+_UNAVAILABLE = "the matchmaker's Redis is not answering; try again later"
+
+
 def check_key(api_key: str | None, x_api_key: str | None, authorization: str | None) -> None:
     if not key_matches(api_key, x_api_key, authorization):
-        raise MatchmakerError(401, "bad_api_key", "results need the server API key (X-API-Key)")
+        raise MatchmakerError(401, "bad_api_key", _NO_KEY)
 
 
 _error = error_response
@@ -64,20 +184,22 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
     if api_key is None:
         log.warning("no --api-key: anyone may post match results")
 
-    def require_key(x_api_key: Annotated[str | None, Header()] = None,
-                    authorization: Annotated[str | None, Header()] = None) -> None:
-        check_key(api_key, x_api_key, authorization)
+    key = [Depends(server_key(api_key, lambda: MatchmakerError(401, "bad_api_key", _NO_KEY)))]
+    # Each route's error statuses and codes, for the document.
+    keyed: dict[int, list[str]] = {} if api_key is None else {401: ["bad_api_key"]}
+    down = {503: ["redis_unavailable"]}
 
     @app.exception_handler(MatchmakerError)
     async def matchmaker_error(_: Request, e: MatchmakerError) -> JSONResponse:
         log.info("%d %s: %s", e.status, e.code, e.message)
         return _error(e.status, e.code, e.message)
 
-    add_error_handlers(app)
+    add_error_handlers(app, _UNAVAILABLE)
 
     add_operations_routes(app, store.redis, metrics.registry)
+    refine_openapi(app, _name_the_queues(sorted(store.queues)))
 
-    @app.get("/queues", tags=["queues"])
+    @app.get("/queues", tags=["queues"], response_model=Queues)
     async def queues() -> JSONResponse:
         return JSONResponse({"queues": [
             {"name": q.name, "teams": q.teams, "team_size": q.team_size,
@@ -86,7 +208,13 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
              "room_type": q.room_type, "regions": list(q.regions), "bots": q.bots}
             for q in store.queues.values()]})
 
-    @app.post("/tickets", tags=["tickets"], status_code=201)
+    @app.post("/tickets", tags=["tickets"], status_code=201, response_model=TicketView,
+              responses=error_responses({
+                  400: ["bad_player"], 404: ["unknown_queue"], 409: ["already_queued"],
+                  422: ["invalid_request", "duplicate_player", "party_too_large",
+                        "too_many_regions", "unknown_region", "bad_latency",
+                        "attributes_too_large"],
+                  503: ["queue_full", "redis_unavailable"]}))
     async def create_ticket(body: TicketIn) -> JSONResponse:
         """Queue a player (and their party). The rating is the player's stored one."""
         ticket = await store.create_ticket(body.queue, body.player, body.party,
@@ -94,13 +222,17 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
         metrics.tickets.labels(ticket.queue, "created").inc()
         return JSONResponse(await store.ticket(ticket.id), status_code=201)
 
-    @app.get("/tickets/{ticket_id}", tags=["tickets"])
-    async def get_ticket(ticket_id: str) -> JSONResponse:
+    @app.get("/tickets/{ticket_id}", tags=["tickets"], response_model=TicketView,
+             responses=error_responses({404: ["unknown_ticket"], **down}))
+    async def get_ticket(ticket_id: TicketId) -> JSONResponse:
         return JSONResponse(await store.ticket(ticket_id))
 
-    @app.get("/tickets/{ticket_id}/wait", tags=["tickets"])
-    async def wait_ticket(ticket_id: str, timeout: Annotated[float, Query(gt=0)] = 25.0
-                          ) -> JSONResponse:
+    @app.get("/tickets/{ticket_id}/wait", tags=["tickets"], response_model=TicketView,
+             responses=error_responses({404: ["unknown_ticket"],
+                                        422: ["invalid_request", "bad_timeout"], **down}))
+    async def wait_ticket(ticket_id: TicketId, timeout: float = Query(
+            min(25.0, max_long_poll), gt=0, json_schema_extra={"maximum": max_long_poll},
+            description="seconds, at most the matchmaker's --max-long-poll")) -> JSONResponse:
         """Answer once the ticket is no longer waiting, or after `timeout` seconds with its
         status still `waiting` (then ask again)."""
         if timeout > max_long_poll:
@@ -118,26 +250,33 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
             finally:
                 waiters.drop(ticket_id, woken)
 
-    @app.delete("/tickets/{ticket_id}", tags=["tickets"])
-    async def cancel_ticket(ticket_id: str) -> JSONResponse:
+    @app.delete("/tickets/{ticket_id}", tags=["tickets"], response_model=TicketView,
+                responses=error_responses({
+                    404: ["unknown_ticket"], 409: ["already_matched", "already_failed"],
+                    **down}))
+    async def cancel_ticket(ticket_id: TicketId) -> JSONResponse:
         """Cancel: once this answers 200 the ticket is never matched; 409 `already_matched`
         when the matcher was first (the seats are in the ticket)."""
         view = await store.cancel(ticket_id)
         metrics.tickets.labels(view["queue"], "cancelled").inc()
         return JSONResponse(view)
 
-    @app.get("/matches/{match_id}", tags=["matches"])
-    async def get_match(match_id: str) -> JSONResponse:
+    @app.get("/matches/{match_id}", tags=["matches"], response_model=MatchView,
+             responses=error_responses({404: ["unknown_match"], **down}))
+    async def get_match(match_id: MatchId) -> JSONResponse:
         return JSONResponse(await store.match(match_id))
 
-    @app.post("/matches/{match_id}/result", tags=["matches"],
-              dependencies=[Depends(require_key)])
-    async def post_result(match_id: str, body: ResultIn) -> JSONResponse:
+    @app.post("/matches/{match_id}/result", tags=["matches"], dependencies=key,
+              response_model=Reported, responses=error_responses({
+                  **keyed, 404: ["unknown_match"], 409: ["result_reported"],
+                  422: ["invalid_request", "bad_ranks"], 503: ["busy", "redis_unavailable"]}))
+    async def post_result(match_id: MatchId, body: ResultIn) -> JSONResponse:
         """Record the result once; every player's rating is updated."""
         return JSONResponse(await store.report(match_id, body.ranks))
 
-    @app.get("/players/{player}", tags=["players"])
-    async def get_player(player: str) -> JSONResponse:
+    @app.get("/players/{player}", tags=["players"], response_model=PlayerRating,
+             responses=error_responses({400: ["bad_player"], **down}))
+    async def get_player(player: PlayerName) -> JSONResponse:
         check_player(player)
         r: Rating = (await store.ratings([player]))[0]
         return JSONResponse({"player": player, "mu": r.mu, "sigma": r.sigma,
@@ -147,3 +286,14 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
         metrics.requests.labels(route, str(status)).inc()
 
     return add_cors(MeasureRequests(app, record), cors_origins)
+
+
+
+def _name_the_queues(names: list[str]) -> Callable[[dict[str, Any]], None]:
+    """The document's TicketIn.queue lists this process's queues (the model is shared by every
+    app, the queues are not); a ticket for any other answers 404 unknown_queue."""
+
+    def patch(doc: dict[str, Any]) -> None:
+        doc["components"]["schemas"]["TicketIn"]["properties"]["queue"]["enum"] = names
+
+    return patch

@@ -1,22 +1,29 @@
 """What the HTTP services share: CORS (so a page from another origin, the relay's demo, can
-call them), the server-key check and the JSON error body."""
+call them), the server-key check, the JSON error body and how the OpenAPI documents show
+both."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import AfterValidator, BaseModel, BeforeValidator, JsonValue, Strict
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Match
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -59,28 +66,155 @@ def key_matches(api_key: str | None, x_api_key: str | None, authorization: str |
     return hmac.compare_digest(given.encode(), api_key.encode())
 
 
+def _not_text(value: Any) -> Any:
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+# An integer as JSON Schema has it: 5 or 5.0, not "5" nor true (pydantic's lax int takes
+# both, its strict int refuses 5.0).
+JsonInt = Annotated[int, BeforeValidator(_not_text), Strict(False)]
+
+
+_TEXT = json.JSONEncoder(ensure_ascii=False)
+
+
+def _unicode_only(value: Any) -> Any:
+    if value is not None and not isinstance(value, int | float | bool):
+        try:
+            _TEXT.encode(value).encode()
+        except UnicodeEncodeError:
+            raise ValueError("text must be Unicode: half a surrogate pair is not") from None
+    return value
+
+
+# Any JSON a client may store and read back. JSON can escape half a surrogate pair ("\ud800"),
+# which is no Unicode: kept, it could never be answered in UTF-8 (a 500 on every read).
+JsonData = Annotated[JsonValue, AfterValidator(_unicode_only)]
+JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_unicode_only)]
+
+
 def error_response(status: int, code: str, message: str) -> JSONResponse:
     """The services' error body: {"error": {"code", "message"}}."""
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+# What each error status says, in the OpenAPI documents.
+_MEANING = {
+    400: "A name or value is malformed, or names what is not kept here",
+    401: "The server key is missing or wrong",
+    404: "Not found",
+    409: "Conflicts with what is stored",
+    422: "The request is invalid",
+    503: "Redis is not answering, or the service is busy: try again later",
+}
+
+
+def error_responses(codes: Mapping[int, Sequence[str]]) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each error status it answers, in the services' error body,
+    with the codes that status may carry."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status, names in codes.items():
+        out[status] = {"description": f"{_MEANING[status]}: {', '.join(names)}",
+                       "content": {"application/json": {"schema": {
+                           "title": "Error", "type": "object", "required": ["error"],
+                           "additionalProperties": False, "properties": {"error": {
+                               "type": "object", "required": ["code", "message"],
+                               "additionalProperties": False, "properties": {
+                                   "code": {"type": "string", "enum": list(names)},
+                                   "message": {"type": "string"}}}}}}}}
+    return out
+
+
+def refine_openapi(app: FastAPI, patch: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Build the app's OpenAPI document, once, as the service answers: without the 422 that
+    FastAPI adds in its own validation body (the services answer 422 in theirs, and each route
+    that can says so), then changed by `patch` (for what only the running process knows)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = build()
+            for item in doc.get("paths", {}).values():
+                for operation in item.values():
+                    responses = operation.get("responses", {})
+                    if "HTTPValidationError" in str(responses.get("422")):
+                        del responses["422"]
+            schemas = doc.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            if patch is not None:
+                patch(doc)
+        return build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def anchored(regex: re.Pattern[str]) -> str:
+    """A regex the services fullmatch, as a JSON Schema pattern (which searches: anchored;
+    `$` there matches only at the end, as fullmatch does)."""
+    return f"^(?:{regex.pattern})$" if "|" in regex.pattern else f"^{regex.pattern}$"
+
+
+_KEY_HEADER = APIKeyHeader(name="X-API-Key", scheme_name="serverKey", auto_error=False,
+                           description="the service's --api-key")
+_BEARER = HTTPBearer(scheme_name="serverKeyBearer", auto_error=False,
+                     description="the service's --api-key as a bearer token")
+
+
+def server_key(api_key: str | None, refuse: Callable[[], Exception]
+               ) -> Callable[..., Awaitable[None]]:
+    """A route dependency that raises `refuse()` unless the request carries `api_key` (as
+    X-API-Key or a bearer token); the document says the operation needs it. A service without
+    a key needs none, and says so."""
+    if api_key is None:
+        async def open_to_all() -> None:
+            return None
+        return open_to_all
+
+    async def require_key(request: Request,
+                          _key: Annotated[str | None, Security(_KEY_HEADER)] = None,
+                          _bearer: Annotated[HTTPAuthorizationCredentials | None,
+                                             Security(_BEARER)] = None) -> None:
+        headers = request.headers
+        if not key_matches(api_key, headers.get("x-api-key"), headers.get("authorization")):
+            raise refuse()
+
+    return require_key
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
 
 
 def add_operations_routes(app: FastAPI, redis: Any, registry: CollectorRegistry) -> None:
     """`/healthz` (ok once Redis answers a ping) and `/metrics` (the Prometheus text of
     `registry`), as every HTTP service has them."""
 
-    @app.get("/healthz", tags=["operations"])
-    async def healthz() -> dict[str, str]:
+    @app.get("/healthz", tags=["operations"],
+             responses=error_responses({503: ["redis_unavailable"]}))
+    async def healthz() -> Health:
         await redis.ping()
-        return {"status": "ok"}
+        return Health(status="ok")
 
-    @app.get("/metrics", tags=["operations"], response_class=Response)
+    @app.get("/metrics", tags=["operations"], response_class=Response, responses={200: {
+        "description": "Prometheus text", "content": {"text/plain": {
+            "schema": {"type": "string"}}}}})
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def add_error_handlers(app: FastAPI) -> None:
-    """Malformed requests (422 invalid_request, naming the first bad field) and routing errors
-    (404 not_found, 405 method_not_allowed) in the services' error body."""
+def add_error_handlers(app: FastAPI, unavailable: str) -> None:
+    """Malformed requests (422 invalid_request, naming the first bad field), routing errors
+    (404 not_found, 405 method_not_allowed with `Allow`) and Redis not answering (503
+    redis_unavailable, saying `unavailable`) in the services' error body."""
+
+    @app.exception_handler(RedisConnectionError)
+    @app.exception_handler(RedisTimeoutError)
+    async def redis_down(_: Request, e: Exception) -> JSONResponse:
+        log.warning("503 redis_unavailable: %s", e)
+        return error_response(503, "redis_unavailable", unavailable)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
@@ -91,9 +225,28 @@ def add_error_handlers(app: FastAPI) -> None:
         return error_response(422, "invalid_request", message)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        if e.status_code == 400:  # the framework's: a JSON body that is not UTF-8
+            log.info("422 invalid_request: body: %s", e.detail)
+            return error_response(422, "invalid_request", f"body: {e.detail}")
         code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
-        return error_response(e.status_code, code, str(e.detail))
+        response = error_response(e.status_code, code, str(e.detail))
+        if e.headers:
+            response.headers.update(e.headers)
+        if e.status_code == 405:
+            response.headers["Allow"] = allowed_methods(app, request)
+        return response
+
+
+def allowed_methods(app: FastAPI, request: Request) -> str:
+    """RFC 9110's `Allow` for the request's path: the methods of every route at that path
+    (the router's own 405 names only the first route's, and each method is a route here)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        found = getattr(route, "methods", None)
+        if found and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= found
+    return ", ".join(sorted(methods))
 
 
 class MeasureRequests:
