@@ -129,7 +129,7 @@ def _encode(signer: Signer, claims: dict[str, Any], extra: Mapping[str, Any], tt
     # Whole seconds, as issuers commonly write them; the expiry is rounded up so a token
     # never ends before the time its issuer announced (a seat's `expires`).
     payload = {**extra, **claims, "aud": AUDIENCE, "iat": math.floor(issued),
-               "nbf": math.floor(issued), "exp": math.ceil(expires)}
+               "nbf": math.floor(issued), "exp": math.floor(expires)}
     headers = {"kid": key.kid} if key.kid is not None else None
     with _short_secrets_allowed(key):
         return jwt.encode(payload, key.key, algorithm=key.algorithm, headers=headers,

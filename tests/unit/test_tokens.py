@@ -164,10 +164,11 @@ def test_a_join_token_is_a_jwt_any_reader_understands() -> None:
                                "verify_iat": False})["sub"] == "alice"
 
 
-def test_times_are_whole_seconds_and_the_expiry_rounds_up() -> None:
-    token = sign(SECRET, **ROOM, player="p", ttl=60, now=NOW + 0.25)
+def test_times_are_whole_seconds_and_the_expiry_rounds_down() -> None:
+    """A token never outlives what it was signed for (a seat's expiry, say)."""
+    token = sign(SECRET, **ROOM, player="p", ttl=60, now=NOW + 0.75)
     claims = claims_of(token)
-    assert (claims["iat"], claims["nbf"], claims["exp"]) == (int(NOW), int(NOW), int(NOW) + 61)
+    assert (claims["iat"], claims["nbf"], claims["exp"]) == (int(NOW), int(NOW), int(NOW) + 60)
 
 
 def test_str_and_bytes_secret_are_equivalent() -> None:
