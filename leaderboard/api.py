@@ -11,7 +11,7 @@ from itertools import accumulate
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -29,7 +29,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from leaderboard.periods import QUERY, RESET
-from leaderboard.store import BOARD, NAME, SCORE_LIMIT, Board, BoardError, Store
+from leaderboard.store import (
+    BOARD,
+    IDEMPOTENCY_KEY,
+    NAME,
+    SCORE_LIMIT,
+    Board,
+    BoardError,
+    Store,
+)
 from stadium import __version__
 from stadium.http import (
     JsonData,
@@ -60,6 +68,12 @@ PeriodQuery = Annotated[str, Query(
     description="all, a kind the board keeps (daily, weekly, monthly: the current one), or a "
     "period id of such a kind: d:2026-11-23, w:2026-W47, m:2026-11")]
 _PLAYER_ID: dict[str, JsonValue] = {"pattern": anchored(NAME), "minLength": 1, "maxLength": 64}
+
+
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", pattern=anchored(IDEMPOTENCY_KEY), min_length=1, max_length=255,
+    description="one key per logical submit, the same on its retries (printable ASCII); "
+    "kept --idempotency-ttl seconds (a day)")]
 
 
 class BoardSettings(BaseModel):
@@ -330,15 +344,18 @@ class _HotPaths:
         while message.get("more_body", False):
             message = await receive()
             body += message.get("body", b"")
-        content_type = key = auth = None
+        content_type = key = auth = once = None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value
+            elif name == b"idempotency-key":
+                once = value.decode("latin-1")
             elif name == b"x-api-key":
                 key = value.decode("latin-1")
             elif name == b"authorization":
                 auth = value.decode("latin-1")
-        if content_type is None or not content_type.startswith(b"application/json"):
+        if content_type is None or not content_type.startswith(b"application/json") or (
+                once is not None and not IDEMPOTENCY_KEY.fullmatch(once)):
             return _Replay(body, receive)
         try:
             parsed = _SUBMIT.validate_json(body)
@@ -348,7 +365,8 @@ class _HotPaths:
         try:
             check_key(self.api_key, key, auth)
             scores = parsed.scores if isinstance(parsed, ScoreBatch) else [parsed]
-            results = await self.store.submit(board, [s.model_dump() for s in scores])
+            results = await self.store.submit(board, [s.model_dump() for s in scores],
+                                              idempotency_key=once)
             answer = {"board": board, "results": results}
         except Exception as e:
             answer = e
@@ -445,12 +463,17 @@ def create_app(store: Store, api_key: str | None, cors_origins: Sequence[str] = 
               response_model=Submitted, responses=error_responses({
                   400: ["bad_board_name", "bad_player"], **keyed, 404: ["unknown_board"],
                   422: ["invalid_request", "duplicate_player", "bad_score",
-                        "metadata_too_large", "score_out_of_range"], **down}))
-    async def submit(board: BoardName, body: ScoreIn | ScoreBatch) -> JSONResponse:
+                        "metadata_too_large", "score_out_of_range",
+                        "idempotency_key_reused"], **down}))
+    async def submit(board: BoardName, body: ScoreIn | ScoreBatch,
+                     idempotency_key: IdempotencyKey = None) -> JSONResponse:
         """Submit one score or a batch; answers each player's score and rank in every period.
-        A batch is written atomically: all of it or, on any error, nothing."""
+        A batch is written atomically: all of it or, on any error, nothing. With an
+        `Idempotency-Key`, a retry of a submit already applied (also one answered 503 whose
+        write landed) writes nothing and gets the first answer again."""
         scores = body.scores if isinstance(body, ScoreBatch) else [body]
-        results = await store.submit(board, [s.model_dump() for s in scores])
+        results = await store.submit(board, [s.model_dump() for s in scores],
+                                     idempotency_key=idempotency_key)
         return JSONResponse({"board": board, "results": results})
 
     @app.get("/boards/{board}", tags=["scores"], response_model=Page,

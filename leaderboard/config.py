@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from leaderboard.batch import CHUNK
-from leaderboard.store import COALESCE
+from leaderboard.store import COALESCE, IDEMPOTENCY_TTL
 from stadium.config import ConfigError, setting
 from stadium.http import check_origins
 
@@ -36,9 +36,15 @@ class LeaderboardConfig:
         "may share one script call to Redis (each still succeeds or fails on its own); "
         "1 sends each on its own")
 
+    idempotency_ttl: float = setting(
+        IDEMPOTENCY_TTL, "seconds a score submit's Idempotency-Key is remembered: a retry with "
+        "the key within them gets the first outcome and writes nothing")
+
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0-65535, not {self.port}")
+        if not self.idempotency_ttl > 0:
+            raise ConfigError(f"idempotency_ttl must be above 0, not {self.idempotency_ttl}")
         if not self.redis_timeout > 0:
             raise ConfigError(f"redis_timeout must be above 0, not {self.redis_timeout}")
         if self.coalesce_submits < 1:

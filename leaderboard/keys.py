@@ -8,6 +8,7 @@ so a board's keys sit on one slot and one script can touch them all on Redis Clu
 | `lb:{B}:i:{period}`          | hash   | player -> its member in that period's zset         |
 | `lb:{B}:meta`                | hash   | player -> metadata (JSON text)                     |
 | `lb:{B}:periods`             | set    | every period id written (to remove a player from all) |
+| `lb:{B}:once:{K}`            | string | a submit's outcome under Idempotency-Key K (hashed) |
 
 `period` is `all`, or `d:2026-11-23`, `w:2026-W47`, `m:2026-11`.
 
@@ -16,6 +17,8 @@ writes the same encoding (`leaderboard/scripts.py`).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 
 def _tag(board: str) -> str:
@@ -54,3 +57,10 @@ def member(order: str, at_ms: int, player: str) -> str:
     """The zset member of `player` for a score reached at unix time `at_ms` (ms): among equal
     scores, byte order of members puts whoever reached the score first ahead."""
     return f"{9999999999999 - at_ms if order == 'desc' else at_ms:013d}{player}"
+
+
+def submitted_once(board: str, idempotency_key: str) -> str:
+    """Where the outcome of a submit made with `idempotency_key` is kept (the key hashed:
+    any printable text, one length)."""
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+    return f"{_tag(board)}:once:{digest}"

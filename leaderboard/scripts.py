@@ -198,3 +198,22 @@ for k = 2, #KEYS, 2 do
 end
 return removed
 """
+
+# SUBMIT once per Idempotency-Key. KEYS: the key's record, then SUBMIT's keys. ARGV: the
+# record's life (ms), the request's fingerprint, then SUBMIT's arguments. A key seen before
+# answers {'SEEN', msgpack [fingerprint, replies]} and writes nothing; else SUBMIT runs and
+# its replies are kept under the key, in the same script, so a write that lands is always
+# recorded with it (also when the caller timed out and never saw the reply).
+SUBMIT_ONCE = """
+local record = table.remove(KEYS, 1)
+local life = table.remove(ARGV, 1)
+local fingerprint = table.remove(ARGV, 1)
+local seen = redis.call('GET', record)
+if seen then return {'SEEN', seen} end
+local function submit()
+""" + SUBMIT + """
+end
+local replies = submit()
+redis.call('SET', record, cmsgpack.pack({fingerprint, replies}), 'PX', life)
+return replies
+"""

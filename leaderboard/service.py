@@ -33,7 +33,8 @@ class LeaderboardService:
     async def start(self) -> None:
         self.redis = await connect(self.redis_url)
         self.store = Store(self.redis, redis_timeout=self.cfg.redis_timeout,
-                           redis_chunk=self.cfg.redis_chunk, coalesce=self.cfg.coalesce_submits)
+                           redis_chunk=self.cfg.redis_chunk, coalesce=self.cfg.coalesce_submits,
+                           idempotency_ttl=self.cfg.idempotency_ttl)
         app = create_app(self.store, self.cfg.api_key, self.cfg.cors_origins)
         # No proxy-headers middleware (nothing here reads the client address) and no
         # `server` header: both are per-request work on every answer.

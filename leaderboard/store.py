@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import math
 import re
@@ -11,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import msgpack
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
@@ -19,6 +21,8 @@ from leaderboard.batch import CHUNK, ScriptBatcher
 
 # Single-score submits to one board merged into one script call, at most (see `_Merge`).
 COALESCE = 8
+IDEMPOTENCY_TTL = 86400.0  # seconds a submit's Idempotency-Key and its outcome are kept
+IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")  # printable ASCII, as the IETF draft's keys
 
 # Matched with fullmatch: `$` would also accept a trailing newline.
 NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
@@ -111,7 +115,8 @@ class Store:
 
     def __init__(self, redis: aioredis.Redis | Any, settings_ttl: float = 1.0,
                  redis_timeout: float = 5.0, direct: bool = True,
-                 redis_chunk: int = CHUNK, coalesce: int = COALESCE) -> None:
+                 redis_chunk: int = CHUNK, coalesce: int = COALESCE,
+                 idempotency_ttl: float = IDEMPOTENCY_TTL) -> None:
         """`direct=False` sends script calls through redis-py pipelines rather than the
         batcher's own connection; `redis_chunk` is its calls per write (see
         `leaderboard/batch.py`); `coalesce` is how many single-score submits to one board
@@ -127,6 +132,8 @@ class Store:
         self._around = redis.register_script(scripts.AROUND)
         self._ranks = redis.register_script(scripts.RANKS)
         self._remove = redis.register_script(scripts.REMOVE)
+        self._submit_once = redis.register_script(scripts.SUBMIT_ONCE)
+        self.idempotency_ttl = idempotency_ttl
         # A cluster client routes each call by its keys; a single server takes batches.
         self._batcher = None if isinstance(redis, RedisCluster) else \
             ScriptBatcher(redis, redis_timeout, direct, redis_chunk)
@@ -190,8 +197,11 @@ class Store:
             raise BoardError(400, "bad_period", str(e)) from None
 
     async def submit(self, name: str, entries: list[dict[str, Any]],
-                     at: float | None = None) -> list[dict[str, Any]]:
-        """Write a batch of scores to every period of the board in one atomic script."""
+                     at: float | None = None,
+                     idempotency_key: str | None = None) -> list[dict[str, Any]]:
+        """Write a batch of scores to every period of the board in one atomic script. With
+        an `idempotency_key` seen before (within `idempotency_ttl`), nothing is written and
+        the first submit's outcome is given again."""
         board = await self._board(name)
         if not 1 <= len(entries) <= MAX_BATCH:
             raise BoardError(422, "bad_batch", f"send 1-{MAX_BATCH} scores at once")
@@ -213,7 +223,10 @@ class Store:
                 raise BoardError(422, "metadata_too_large", f"metadata of {player!r} is over "
                                  f"{board.metadata_max_bytes} bytes")
             argv_entries += [player, repr(float(score)), meta_text]
-        if at is None and len(entries) == 1 and self.coalesce > 1 \
+        if idempotency_key is not None:
+            raw = await self._submit_with_key(name, board, idempotency_key, argv_entries,
+                                              time.time() if at is None else at)
+        elif at is None and len(entries) == 1 and self.coalesce > 1 \
                 and self._batcher is not None:
             raw = await self._merged(name, board, entries[0]["player"], argv_entries)
         else:
@@ -233,6 +246,26 @@ class Store:
                 names[p]: {"score": _number(row[2 * p]), "rank": int(row[2 * p + 1])}
                 for p in range(len(names))}})
         return out
+
+    async def _submit_with_key(self, name: str, board: Board, idempotency_key: str,
+                               argv_entries: list[Any], now: float) -> Any:
+        """The reply of a SUBMIT made once under `idempotency_key` (see SUBMIT_ONCE)."""
+        if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise BoardError(422, "bad_idempotency_key", "Idempotency-Key is 1-255 printable "
+                             "ASCII characters")
+        fingerprint = hashlib.sha256(_META_JSON.encode(argv_entries).encode()).hexdigest()
+        key_list, argv = self._submit_head(name, board, now)
+        reply = await self._eval(
+            self._submit_once, [keys.submitted_once(name, idempotency_key), *key_list],
+            [max(1, int(self.idempotency_ttl * 1000)), fingerprint, *argv,
+             len(argv_entries) // 3, *argv_entries])
+        if reply and reply[0] == b"SEEN":
+            first, replies = msgpack.unpackb(reply[1], raw=True)
+            if first.decode() != fingerprint:
+                raise BoardError(422, "idempotency_key_reused", "this Idempotency-Key was "
+                                 "used for another request to this board")
+            return replies[0]
+        return reply[0]
 
     def _submit_head(self, name: str, board: Board, now: float) -> tuple[list[Any], list[Any]]:
         """KEYS and the leading ARGV of a SUBMIT call at unix time `now`."""
