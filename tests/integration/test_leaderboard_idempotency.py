@@ -11,6 +11,7 @@ import httpx
 
 from loadtest.processes import start_service
 from stadium.redis_server import EmbeddedRedis
+from stadium_client import LeaderboardClient
 
 
 async def _score(http: httpx.AsyncClient, board: str, player: str) -> float | None:
@@ -89,4 +90,26 @@ async def test_a_submit_answered_503_whose_write_landed_is_not_counted_again() -
                 await http.post("/boards/coins/scores", json={"player": "ann", "score": 5})
                 assert await _score(http, "coins", "ann") == 10
         finally:
+            proc.stop()
+
+
+async def test_the_python_sdk_retries_a_submit_under_one_key() -> None:
+    with EmbeddedRedis() as redis:
+        assert redis.pid is not None
+        proc = start_service("leaderboard", "--redis-url", redis.url, "--redis-timeout", "0.5")
+        try:
+            async with httpx.AsyncClient(base_url=proc.url, timeout=10) as http:
+                await http.put("/boards/gems", json={"operator": "incr"})
+                board = LeaderboardClient(proc.url)
+                await board.submit("gems", "bob", 1)  # loads the script
+                os.kill(redis.pid, signal.SIGSTOP)
+                asyncio.get_running_loop().call_later(
+                    1.3, os.kill, redis.pid, signal.SIGCONT)  # after a 503 or two
+                periods = await board.submit("gems", "ann", 3)
+                assert periods["all"]["score"] == 3
+                await asyncio.sleep(0.3)
+                assert await _score(http, "gems", "ann") == 3
+                await board.close()
+        finally:
+            os.kill(redis.pid, signal.SIGCONT)
             proc.stop()

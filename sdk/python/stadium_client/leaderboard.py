@@ -24,16 +24,20 @@ class LeaderboardClient(ServiceClient):
             "order": order, "operator": operator, "periods": periods or [],
             "reset_time": reset_time, "metadata_max_bytes": metadata_max_bytes}))
 
-    async def submit(self, board: str, player: str, score: float,
-                     metadata: Any = None) -> dict[str, Any]:
-        """One score; returns {period: {score, rank}} for the player."""
-        body = await self._call("POST", f"/boards/{board}/scores", json={
+    async def submit(self, board: str, player: str, score: float, metadata: Any = None, *,
+                     idempotency_key: str | None = None) -> dict[str, Any]:
+        """One score; returns {period: {score, rank}} for the player. Sent with an
+        Idempotency-Key (`idempotency_key`, or a new one) and retried under it after a 503
+        or a lost answer, so it counts once."""
+        body = await self._write_once("POST", f"/boards/{board}/scores", idempotency_key, json={
             "player": player, "score": score, "metadata": metadata})
         return dict(body["results"][0]["periods"])
 
-    async def submit_many(self, board: str, scores: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """A batch of {player, score, metadata?}, written atomically."""
-        body = await self._call("POST", f"/boards/{board}/scores", json={"scores": scores})
+    async def submit_many(self, board: str, scores: list[dict[str, Any]], *,
+                          idempotency_key: str | None = None) -> list[dict[str, Any]]:
+        """A batch of {player, score, metadata?}, written atomically, once (as `submit`)."""
+        body = await self._write_once("POST", f"/boards/{board}/scores", idempotency_key,
+                                      json={"scores": scores})
         return list(body["results"])
 
     async def top(self, board: str, limit: int = 10, period: str = "all",

@@ -1,10 +1,15 @@
-"""What the HTTP service clients share: the server-key header and the error body."""
+"""What the HTTP service clients share: the server-key header, the error body, and writes
+retried under one Idempotency-Key."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from typing import Any, ClassVar
 
 import httpx
+
+RETRIES = 2  # more attempts of a write with an Idempotency-Key after a 503 or a lost answer
 
 
 class ServiceError(Exception):
@@ -35,3 +40,22 @@ class ServiceClient:
             except (ValueError, KeyError, TypeError):
                 raise self.error(r.status_code, "http_error", r.text[:200]) from None
         return r.json()
+
+    async def _write_once(self, method: str, path: str, key: str | None,
+                          retries: int = RETRIES, **kw: Any) -> Any:
+        """A write sent with an Idempotency-Key (`key`, or a new one), retried under the
+        same key when the service answers 503 or the answer is lost: the service applies
+        it once however many attempts arrive."""
+        headers = {"Idempotency-Key": key or uuid.uuid4().hex}
+        for attempt in range(retries + 1):
+            last = attempt == retries
+            try:
+                return await self._call(method, path, headers=headers, **kw)
+            except httpx.TransportError:
+                if last:
+                    raise
+            except ServiceError as e:
+                if e.status != 503 or last:
+                    raise
+            await asyncio.sleep(0.2 * 2 ** attempt)
+        raise AssertionError("not reached")
