@@ -11,6 +11,7 @@ are dropped when they stay slow; they never slow the room.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,9 @@ from relay.core.stats import Stats
 if TYPE_CHECKING:
     from relay.core.runtime import RoomRuntime
     from relay.state import State
+
+
+log = logging.getLogger("stadium.relay")
 
 
 class Outbox:
@@ -188,7 +192,11 @@ class Outbox:
             c.cursor = 0
             t = c.link
             if t is not None and out:
-                t.write(out[0] if len(out) == 1 else b"".join(out))
+                try:
+                    t.write(out[0] if len(out) == 1 else b"".join(out))
+                except RuntimeError:  # a link that can write no more must not stop the rest
+                    log.exception("member %s: its link refused a write", c.id)
+                    c.link = None
         if self.slow:
             limit = self.config.max_outbound_buffer
             for c in list(self.slow):

@@ -196,7 +196,8 @@ class Connection(Member, asyncio.Protocol):
                 if rt is not None:
                     rt.deliver(self, ev.data)
             elif kind is Ping:
-                self.queue(encode_frame(OP_PONG, ev.payload))
+                if self.phase == OPEN:  # after our close frame we send nothing more
+                    self.queue(encode_frame(OP_PONG, ev.payload))
             elif kind is Close:
                 self._peer_closed(ev)
                 break
@@ -218,6 +219,7 @@ class Connection(Member, asyncio.Protocol):
             # Echo the peer's code, as RFC 6455 5.5.1 suggests.
             self.close_code = ev.code
             self.host.outbox.write_now(self, encode_frame(OP_CLOSE, close_payload(ev.code, "")))
+            self.phase = CLOSING  # nothing the room sends in on_close goes after the close
             self._ws.left(self)
         self._closing_now()
 
@@ -247,6 +249,7 @@ class Connection(Member, asyncio.Protocol):
                      self.id, self.ip, code, reason)
             self.close_code = code
             self.host.outbox.write_now(self, encode_frame(OP_CLOSE, close_payload(code, reason)))
+            self.phase = CLOSING  # nothing the room sends in on_close goes after the close
             self._ws.left(self)
         self._reader = None
         t = self.transport
@@ -254,6 +257,8 @@ class Connection(Member, asyncio.Protocol):
             self.phase = CLOSING
             self.deadline = self._ws.loop.time() + self._ws.config.close_timeout
             t.write_eof()
+            self.host.outbox.forget(self)  # nothing is written after the end of our side
+            self.link = None
         else:
             self._closing_now()
 
@@ -312,8 +317,8 @@ class WebSocketTransport:
     def left(self, conn: Connection) -> None:
         """The socket is no longer in its room (closing or gone)."""
         if conn.room is not None:
-            self.host.leave(conn)
             self.admission.closed(conn.ip)
+            self.host.leave(conn)
 
     def lost(self, conn: Connection) -> None:
         self.conns.discard(conn)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiohttp
 import pytest
 
 from loadtest.wsclient import HandshakeRefused, WSClient
-from relay.ws.frames import OP_BINARY, encode_client_frame
+from relay import Connection, Room
+from relay.ws.frames import OP_BINARY, OP_PING, OP_TEXT, encode_client_frame, encode_frame
 from stadium import tokens
+from stadium.testing import LocalRelay
 from tests.conftest import RelayProcess
 
 
@@ -130,3 +133,47 @@ async def test_a_room_that_cannot_be_created_is_a_500(relay_factory) -> None:  #
     assert e.value.status == 500
     ok = await WSClient.connect(relay.host, relay.port, "/rooms/broadcast/fine")
     ok.transport.close()  # type: ignore[union-attr]
+
+
+class _Kick(Room):
+    def on_message(self, conn: Connection, message: str | bytes) -> None:
+        if message == "kick":
+            conn.close(4000, "bye")
+        else:
+            conn.send(f"echo:{message!s}")
+
+
+async def test_a_closing_client_that_fails_cannot_stall_other_members_writes() -> None:
+    """A client the relay is closing sends a ping and a bad frame in one write: its pong must
+    not be written after our end of TCP (that raised in the flush and stranded the direct
+    sends of every member after it in the batch)."""
+    loop = asyncio.get_running_loop()
+    errors: list[object] = []
+    loop.set_exception_handler(lambda _, ctx: errors.append(ctx.get("exception") or ctx))
+    async with LocalRelay({"kick": _Kick}, secret=None, flush_interval=0.05) as relay:
+        ra, wa = await _upgrade(relay.relay.port, "/rooms/kick/a")
+        rb, wb = await _upgrade(relay.relay.port, "/rooms/kick/b")
+        wa.write(encode_client_frame(OP_TEXT, b"kick"))
+        await asyncio.sleep(0.2)  # the relay sent its close frame: a is closing, still read
+        wa.write(encode_client_frame(OP_PING, b"p") + encode_frame(OP_TEXT, b"unmasked"))
+        await asyncio.sleep(0.005)
+        wb.write(encode_client_frame(OP_TEXT, b"one"))  # b's answer after a's pong
+        await asyncio.sleep(0.3)
+        wb.write(encode_client_frame(OP_TEXT, b"two"))
+        got = b""
+        with contextlib.suppress(TimeoutError):
+            while b"echo:two" not in got:
+                got += await asyncio.wait_for(rb.read(1000), 2.0)
+        assert b"echo:one" in got and b"echo:two" in got
+        assert errors == []
+        for w in (wa, wb):
+            w.close()
+
+
+async def _upgrade(port: int, path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write((f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             ).encode())
+    assert b" 101 " in await r.readuntil(b"\r\n\r\n")
+    return r, w
