@@ -123,6 +123,8 @@ class RoomHost:
                 rt.start()
             except Exception:
                 del self.rooms[key]
+                if not storage:  # none kept for room ids whose room never started
+                    self._storage.pop(key, None)
                 log.exception("room %s/%s: could not be created", type_name, room_id)
                 raise HttpError(500, "room_failed", "the room could not be created") from None
             rt.start_ticking()

@@ -51,7 +51,7 @@ class RoomRuntime:
                  "running", "async_names", "async_message", "alarm", "alarm_at", "inputs",
                  "ticker", "tick", "tick_due", "tick_queued", "auto", "shared", "events",
                  "seen_events", "idle_since", "snapshot", "sleeps", "loading", "held", "seated",
-                 "joining", "tick_seconds", "overruns", "closes")
+                 "joining", "tick_seconds", "overruns", "closes", "store_ops")
 
     def __init__(self, host: RoomHost, cls: type[Room], type_name: str, room_id: str,
                  storage: RoomStorage) -> None:
@@ -84,6 +84,9 @@ class RoomRuntime:
         self.held: list[Item] = []
         self.seated: dict[str, Member] = {}  # player -> their live member (see Room.seats)
         self.joining = False  # a member is between its predecessor's leaving and its join
+        # The last snapshot-store operation: each waits for the one before, so this room's
+        # writes, deletes and reads reach the store in the order they were made.
+        self.store_ops: asyncio.Task[None] | None = None
         self.tick_seconds = 0.0  # the last tick's duration (the console shows it)
         self.overruns = 0  # ticks skipped because the room fell behind its rate
         # The last RECENT_CLOSES closes (member id, player, code, unix time); made on the first.
@@ -346,7 +349,8 @@ class RoomRuntime:
         host.stats.hibernations += 1
         host.sleeping += 1
         if host.snapshots is not None:
-            host.loop.create_task(self._store(self.sleeps))
+            self.store_ops = host.loop.create_task(self._store(self.sleeps, data,
+                                                               self.store_ops))
         return True
 
     @property
@@ -389,11 +393,13 @@ class RoomRuntime:
         if alarm_at is not None:
             self.set_alarm(alarm_at)
 
-    async def _store(self, sleep: int) -> None:
-        """Move the snapshot to the store; on failure it stays in memory."""
-        data = self.snapshot
+    async def _store(self, sleep: int, data: bytes, before: asyncio.Task[None] | None) -> None:
+        """Move the snapshot of hibernation `sleep` to the store; on failure it stays in
+        memory."""
+        if before is not None:
+            await asyncio.gather(before, return_exceptions=True)
         store = self.host.snapshots
-        assert data is not None and store is not None
+        assert store is not None
         try:
             await store.put(self.snapshot_key, data)
         except Exception as e:
@@ -414,6 +420,8 @@ class RoomRuntime:
     async def _load(self) -> None:
         store = self.host.snapshots
         assert store is not None
+        if self.store_ops is not None:  # the write of this sleep, and any delete, go first
+            await asyncio.gather(self.store_ops, return_exceptions=True)
         data: bytes | None = None
         try:
             data = await store.take(self.snapshot_key)  # gone before the room answers

@@ -61,12 +61,13 @@ class LocalRelay:
     async def connect(self, room_type: str, room_id: str, player: str | None = None,
                       query: str = "") -> Any:
         """A `stadium_client.Room` joined to `room_type/room_id` (as `player`, whose join
-        token is made here when the relay has a secret)."""
+        token is made here when the relay has a secret; without `player`, a new one)."""
         from stadium_client import Room as ClientRoom  # the Python SDK, a distribution of its own
 
         token = None
-        if self.config.secret is not None:
-            token = self.token(room_type, room_id, player or "player")
+        if self.config.secret is not None:  # each anonymous client a player of its own
+            token = self.token(room_type, room_id,
+                               player or f"player-{len(self._clients) + 1}")
         url = f"{self.url}/rooms/{room_type}/{room_id}" + (f"?{query}" if query else "")
         client = await ClientRoom.connect(url, token)
         self._clients.append(client)

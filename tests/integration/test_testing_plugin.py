@@ -66,3 +66,11 @@ async def test_the_example_in_the_room_api_docs(stadium_relay) -> None:  # type:
     assert (float(ships["x"][ship]), float(ships["y"][ship])) != (x, y)
     mirror = await ada.wait_state(2)
     assert mirror["ships"].get(ship)["x"] == pytest.approx(float(ships["x"][ship]), abs=0.01)
+
+
+async def test_anonymous_clients_are_players_of_their_own(stadium_relay) -> None:  # type: ignore[no-untyped-def]
+    relay = await stadium_relay({"dots": TickRoom})
+    for _ in range(3):
+        await relay.connect("dots", "anon")
+    players = sorted(c.player for c in relay.room("dots", "anon").connections())
+    assert players == ["player-1", "player-2", "player-3"]

@@ -243,3 +243,46 @@ async def test_a_players_second_connection_replaces_the_first_or_is_refused() ->
     assert mem.join("refuse", "r", player="alice").is_open  # the seat is free again
     both = [mem.join("shared", "r", player="alice") for _ in range(2)]
     assert all(m.is_open for m in both) and len(host.rooms[("shared", "r")].members) == 2
+
+
+class SlowStore:
+    """A snapshot store in memory whose writes take the times given, in order, so they
+    would finish out of order if the runtime did not chain them."""
+
+    def __init__(self, delays: list[float]) -> None:
+        self.data: dict[str, bytes] = {}
+        self.delays = delays
+
+    async def put(self, key: str, data: bytes) -> None:
+        await asyncio.sleep(self.delays.pop(0) if self.delays else 0)
+        self.data[key] = data
+
+    async def take(self, key: str) -> bytes | None:
+        return self.data.pop(key, None)
+
+    async def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+async def test_snapshot_writes_reach_the_store_in_the_order_the_room_slept() -> None:
+    config = RelayConfig(flush_interval=0, hibernate_after=5)
+    store = SlowStore([0.05, 0.0])
+    host = RoomHost(config, asyncio.get_running_loop(), encode, {"counter": Counter},
+                    snapshots=store)
+    a = MemoryTransport(host).join("counter", "c")
+    rt = host.rooms[("counter", "c")]
+
+    def sleep_now(t: float) -> None:
+        host.hibernate_idle(t)
+        host.hibernate_idle(t + 6)
+        assert rt.room is None
+
+    a.say("x")
+    sleep_now(100.0)  # its snapshot (1) goes to the store slowly
+    a.say("x")  # woken from memory before that write is done
+    sleep_now(200.0)  # a newer snapshot (2), written fast
+    await asyncio.sleep(0.1)
+    assert rt.snapshot is None and len(store.data) == 1
+    a.say("x")  # woken from the store: the newer snapshot, not the older one
+    await asyncio.sleep(0.01)
+    assert [msgpack.unpackb(m) for m in a.received()] == [1, 2, 3]
