@@ -20,6 +20,7 @@ NOT_IN_A_SCHEMA = {
     "unknown_region",  # a region the queue does not list
     "attributes_too_large",  # bytes of JSON
     "bad_ranks",  # one rank per team of that match
+    "player_required",  # a fresh seat asked for with the server key names its player
 }
 
 
