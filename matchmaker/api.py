@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictFloat, StrictInt
 
-from matchmaker.auth import ANYONE, FORBIDDEN_TICKET, UNAUTHORIZED, Auth, Caller
+from matchmaker.auth import FORBIDDEN_TICKET, MISSING, UNAUTHORIZED, Auth, Caller
 from matchmaker.metrics import Metrics
 from matchmaker.queues import MAX_PLAYERS
 from matchmaker.ratings import Rating
@@ -212,8 +212,8 @@ def caller_of(auth: Auth) -> Callable[..., Any]:
     """A route dependency giving who calls (see Auth); the document says the operation takes
     the server key or a player token, when this matchmaker checks them."""
     if not auth.checks_players:
-        async def anyone() -> Caller:
-            return ANYONE
+        async def anyone(request: Request) -> Caller:
+            return auth.caller(request.headers)  # the server key, or anyone at all
         return anyone
 
     async def caller(request: Request,
@@ -359,9 +359,12 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
     async def get_match(match_id: MatchId) -> JSONResponse:
         return JSONResponse(await store.match(match_id))
 
+    # Without player tokens to check, a fresh signed seat goes to the server key only.
+    seat_unauthorized = unauthorized or ({401: [MISSING]} if signer is not None else {})
+
     @app.post("/matches/{match_id}/seat", tags=["matches"], response_model=Seat,
               responses=error_responses({
-                  **unauthorized, 403: ["wrong_player"], 404: ["unknown_match"],
+                  **seat_unauthorized, 403: ["wrong_player"], 404: ["unknown_match"],
                   409: ["match_over", "seat_released"],
                   422: ["invalid_request", "player_required"], **down}))
     async def fresh_seat(match_id: MatchId, body: SeatIn | None = None,
@@ -369,6 +372,9 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
         """A player's seat in the match with a fresh join token (same room, seat and team),
         for a player back after their token expired: until the match's result is posted,
         unless the seat was released as not taken in time."""
+        if not caller.known and signer is not None:
+            raise MatchmakerError(401, MISSING, "a fresh join token needs the server key "
+                                  "(this matchmaker checks no player tokens)")
         player = body.player if body is not None and body.player is not None else caller.player
         if player is None:
             raise MatchmakerError(422, "player_required", "name the player whose seat it is")

@@ -67,9 +67,11 @@ class Auth:
     def caller(self, headers: Mapping[str, str]) -> Caller:
         """Who is calling; raises 401 with the reason (missing_token, bad_api_key, or the
         token refusal's reason). The message never quotes what was sent."""
-        if self.keys is None:
-            return ANYONE
         api_key = self.api_key
+        if self.keys is None:
+            given = headers.get("x-api-key") or _bearer(headers.get("authorization"))
+            known = api_key is not None and given is not None and _same(given, api_key)
+            return SERVER if known else ANYONE
         given_key = headers.get("x-api-key")
         if given_key:
             if api_key is not None and _same(given_key, api_key):
