@@ -364,7 +364,8 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
 
     @app.post("/matches/{match_id}/seat", tags=["matches"], response_model=Seat,
               responses=error_responses({
-                  **seat_unauthorized, 403: ["wrong_player"], 404: ["unknown_match"],
+                  400: ["bad_player"], **seat_unauthorized, 403: ["wrong_player"],
+                  404: ["unknown_match"],
                   409: ["match_over", "seat_released"],
                   422: ["invalid_request", "player_required"], **down}))
     async def fresh_seat(match_id: MatchId, body: SeatIn | None = None,
