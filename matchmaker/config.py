@@ -16,8 +16,20 @@ class MatchmakerConfig:
         None, "Redis for tickets, matches, ratings and the relay directory; without it an "
         "embedded server is started (data is lost when it stops)")
     secret: str | None = setting(
-        None, "secret shared with the relays, to sign join tokens (HS256 JWTs); without it "
-        "and without --signing-key seats carry no token (for relays that admit anyone)")
+        None, "secret shared with the relays, to sign join tokens (HS256 JWTs) and check "
+        "player and party tokens; without it and without --signing-key seats carry no token "
+        "(for relays that admit anyone)")
+    token_keys: list[str] = setting(
+        [], "public key player and party tokens may be signed with (ES256, RS256), besides "
+        "--secret: KID=FILE.pem (or FILE.pem for tokens without a kid), or a JWKS file whose "
+        "keys name their kids (repeatable or comma-separated); without it and --secret "
+        "tickets are open to anyone", flag="--token-key")
+    token_leeway: float = setting(
+        5.0, "seconds of clock skew allowed when checking a token's expiry (exp) and start "
+        "(nbf)")
+    dev_auth: bool = setting(
+        False, "development only: POST /dev/player-token mints a player token (signed with "
+        "--secret) for any player who asks; stadium dev turns it on")
     signing_key: str | None = setting(
         None, "PEM private key to sign join tokens with instead of --secret (EC P-256: "
         "ES256, RSA: RS256); relays check them with its public key (--token-key)")
@@ -25,8 +37,9 @@ class MatchmakerConfig:
         None, "kid header of the join tokens signed here (with --signing-key or --secret): "
         "relays pick the key by it, so keys rotate without downtime")
     api_key: str | None = setting(
-        None, "server key for posting match results (X-API-Key or Authorization: Bearer); "
-        "without it results are open")
+        None, "server key (X-API-Key or Authorization: Bearer) for posting match results, "
+        "and for game backends that queue, read and reseat any player; without it results "
+        "are open")
     queues: str | None = setting(
         None, "TOML file of queue definitions; without it the shipped 1v1, 2v2 and 5v5 queues")
     match_interval: float = setting(
@@ -63,6 +76,8 @@ class MatchmakerConfig:
         if self.lease_ttl <= self.match_interval:
             raise ConfigError("lease_ttl must be longer than match_interval")
         check_origins(self.cors_origins)
+        if not 0 <= self.token_leeway <= 300:
+            raise ConfigError(f"token_leeway must be 0-300 seconds, not {self.token_leeway}")
         if self.api_key == "":
             self.api_key = None
         if self.secret == "":
@@ -71,3 +86,6 @@ class MatchmakerConfig:
             self.signing_key = None
         if self.signing_kid == "":
             self.signing_kid = None
+        if self.dev_auth and self.token_keys and self.secret is None:
+            raise ConfigError("--dev-auth signs player tokens with --secret: give --secret "
+                              "besides --token-key")

@@ -70,3 +70,17 @@ def seat_players(relay: Relay, secret: str | SigningKey | None, *, room_type: st
                              "token": token, "expires": issued + ttl}
     relay.load += sum(len(p) for p in teams)
     return seats
+
+
+def reseat(match: dict[str, Any], player: str, secret: str | SigningKey | None, *, ttl: float,
+           now: float | None = None) -> dict[str, Any] | None:
+    """`player`'s seat in a stored match with a fresh join token (the same room, seat, team
+    and match claims as the first one), valid `ttl` s from `now`; None when they have no
+    seat in it (a bot's place, or another match's player)."""
+    for team, players in enumerate(match["teams"]):
+        if player in players:
+            return seat_players(Relay(match["relay"], 0), secret,
+                                room_type=match["room_type"], room_id=match["room_id"],
+                                match_id=match["id"], teams=[[]] * team + [[player]], ttl=ttl,
+                                now=now)[player]
+    return None

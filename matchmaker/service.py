@@ -14,6 +14,7 @@ import uvicorn
 
 from matchmaker import queues as queue_file
 from matchmaker.api import create_app
+from matchmaker.auth import Auth
 from matchmaker.config import MatchmakerConfig
 from matchmaker.metrics import Metrics
 from matchmaker.passes import QueueMatcher
@@ -21,7 +22,7 @@ from matchmaker.seats import join_token_signer
 from matchmaker.store import Store
 from matchmaker.waiters import TicketWaiters
 from stadium.http import OneWriteHttpToolsProtocol
-from stadium.keys import MIN_SECRET_BYTES
+from stadium.keys import MIN_SECRET_BYTES, SigningKey, verification_keys
 from stadium.redis_client import connect
 
 log = logging.getLogger("stadium.matchmaker")
@@ -39,6 +40,8 @@ class MatchmakerService:
         self.owner = f"{socket.gethostname()}:{secrets.token_hex(6)}"
         # read now, so that a missing or bad key file stops the process before it listens
         self.signer = join_token_signer(cfg.secret, cfg.signing_key, cfg.signing_kid)
+        self.auth = Auth(cfg.api_key, verification_keys(cfg.secret, cfg.token_keys),
+                         cfg.token_leeway)
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
@@ -56,10 +59,17 @@ class MatchmakerService:
         elif cfg.signing_key is None and len(str(cfg.secret).encode()) < MIN_SECRET_BYTES:
             log.warning("--secret is shorter than %d bytes: fine for development, too weak "
                         "for HS256 in production (RFC 7518)", MIN_SECRET_BYTES)
+        if not self.auth.checks_players:
+            log.warning("no --secret or --token-key: player tokens are not checked, anyone "
+                        "may queue, read and cancel tickets as any player")
         self._waiters = TicketWaiters(self.redis_url)
         self._waiters.start()
+        dev_tokens: SigningKey | None | bool = False
+        if cfg.dev_auth:
+            dev_tokens = None if cfg.secret is None else SigningKey.from_secret(cfg.secret)
         app = create_app(store, metrics, cfg.api_key, self._waiters, cfg.max_long_poll,
-                         cfg.cors_origins)
+                         cfg.cors_origins, auth=self.auth, signer=self.signer,
+                         seat_ttl=cfg.seat_ttl, dev_tokens=dev_tokens)
         self._server = server = uvicorn.Server(uvicorn.Config(
             app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False,
             lifespan="off", http=OneWriteHttpToolsProtocol, loop="none"))

@@ -39,13 +39,37 @@ class Changes:
 
 
 class MatchmakerError(Exception):
-    """Bad input or a missing thing: `status` and `code` go to the client as they are."""
+    """Bad input or a missing thing: `status` and `code` go to the client as they are;
+    `logged` is what the log says of it (the message unless it names what the log should
+    not hold)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, logged: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.logged = message if logged is None else logged
+
+
+class AlreadyQueued(MatchmakerError):
+    """409 `already_queued`: `player` waits in `ticket_id`, which is theirs (`owned`: they
+    are its first player) or a party leader's. The message names no ticket: the caller's
+    own one is named by `naming`."""
+
+    def __init__(self, player: str, ticket_id: str | None, owned: bool) -> None:
+        super().__init__(409, "already_queued", f"{player} already waits in a ticket")
+        self.player = player
+        self.ticket_id = ticket_id
+        self.owned = owned
+
+    def naming(self) -> MatchmakerError:
+        """The same refusal for the player's own caller: it names their ticket."""
+        return MatchmakerError(409, "already_queued", f"{self.player} already waits in "
+                               f"ticket {self.ticket_id}", logged=self.message)
+
+
+NO_TICKET = "no such ticket, or not the caller's (it may have expired)"
+"""The one 404 message for a ticket: one that does not exist and another player's read alike."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +121,7 @@ def _joined(raw: dict[Any, Any]) -> dict[str, float]:
 def queue_of(ticket_id: str) -> str:
     m = TICKET_ID.fullmatch(ticket_id)
     if m is None:
-        raise MatchmakerError(404, "unknown_ticket", f"no ticket {ticket_id[:80]!r}")
+        raise MatchmakerError(404, "unknown_ticket", NO_TICKET)
     return m.group(1)
 
 
@@ -141,20 +165,8 @@ class Store:
                             regions: dict[str, float] | None = None,
                             attributes: dict[str, Any] | None = None) -> Ticket:
         """A waiting ticket for `player` and their party; every one of them must be free."""
-        q = self.queue(queue_name)
-        players = [player, *party]
-        for p in players:
-            check_player(p)
-        if len(set(players)) != len(players):
-            raise MatchmakerError(422, "duplicate_player", "a player is named twice")
-        if len(players) > q.team_size:
-            raise MatchmakerError(422, "party_too_large", f"a party of {len(players)} does not "
-                                  f"fit a team of {q.team_size} in {q.name}")
-        lat = self._regions(q, regions or {})
-        attrs = attributes or {}
-        if len(json.dumps(attrs)) > MAX_ATTRIBUTES_BYTES:
-            raise MatchmakerError(422, "attributes_too_large",
-                                  f"attributes are at most {MAX_ATTRIBUTES_BYTES} bytes of JSON")
+        q, players, lat, attrs = self.check_ticket(queue_name, player, party, regions,
+                                                   attributes)
         found = await self.ratings(players)
         ticket = Ticket(f"{q.name}.{secrets.token_hex(16)}", q.name, players,
                         [r.mu for r in found], [r.sigma for r in found], lat, time.time(), attrs)
@@ -175,6 +187,28 @@ class Store:
             await self.release(ticket.id, held)
             raise
         return ticket
+
+    def check_ticket(self, queue_name: str, player: str, party: Sequence[str] = (),
+                     regions: dict[str, float] | None = None,
+                     attributes: dict[str, Any] | None = None
+                     ) -> tuple[Queue, list[str], dict[str, float], dict[str, Any]]:
+        """What a ticket asks for, checked (400, 404, 422) without reading anything: its
+        queue, players, latencies and attributes."""
+        q = self.queue(queue_name)
+        players = [player, *party]
+        for p in players:
+            check_player(p)
+        if len(set(players)) != len(players):
+            raise MatchmakerError(422, "duplicate_player", "a player is named twice")
+        if len(players) > q.team_size:
+            raise MatchmakerError(422, "party_too_large", f"a party of {len(players)} does not "
+                                  f"fit a team of {q.team_size} in {q.name}")
+        lat = self._regions(q, regions or {})
+        attrs = attributes or {}
+        if len(json.dumps(attrs)) > MAX_ATTRIBUTES_BYTES:
+            raise MatchmakerError(422, "attributes_too_large",
+                                  f"attributes are at most {MAX_ATTRIBUTES_BYTES} bytes of JSON")
+        return q, players, lat, attrs
 
     def _regions(self, q: Queue, regions: dict[str, float]) -> dict[str, float]:
         if len(regions) > MAX_REGIONS:
@@ -204,13 +238,13 @@ class Store:
             other_id = _text(other)
             status = await self._status(other_id)
             if status == "waiting":
-                raise MatchmakerError(409, "already_queued",
-                                      f"{player} already waits in ticket {other_id}")
+                raise AlreadyQueued(player, other_id, await self._first_player(other_id) ==
+                                    player)
             # A finished ticket whose holder was not released (a process stopped between
             # the two steps): take the player over, if nobody else did meanwhile.
             if await self._swap(keys=[key], args=[other_id, ticket_id]):
                 return
-        raise MatchmakerError(409, "already_queued", f"{player} is being queued concurrently")
+        raise AlreadyQueued(player, None, False)
 
     async def release(self, ticket_id: str, players: Sequence[str]) -> None:
         """The players no longer wait in `ticket_id` (matched, cancelled, failed)."""
@@ -234,13 +268,23 @@ class Store:
         raw = await self.redis.hget(keys.ticket(q, ticket_id), "status")
         return None if raw is None else _text(raw)
 
+    async def owner(self, ticket_id: str) -> str | None:
+        """The player a ticket belongs to (the first of its players), None when it is gone;
+        one small read."""
+        return await self._first_player(ticket_id)
+
+    async def _first_player(self, ticket_id: str) -> str | None:
+        """The player a ticket belongs to (the first of its players), None when it is gone."""
+        q = queue_of(ticket_id)
+        raw = await self.redis.hget(keys.ticket(q, ticket_id), "data")
+        return None if raw is None else Ticket.decode(raw).players[0]
+
     async def ticket(self, ticket_id: str) -> dict[str, Any]:
         """What a client sees of its ticket: status, and its seats once matched."""
         q = queue_of(ticket_id)
         raw = await self.redis.hgetall(keys.ticket(q, ticket_id))
         if not raw:
-            raise MatchmakerError(404, "unknown_ticket", f"no ticket {ticket_id!r} (it may "
-                                  "have expired)")
+            raise MatchmakerError(404, "unknown_ticket", NO_TICKET)
         h = {_text(k): _text(v) for k, v in raw.items()}
         t = Ticket.decode(h["data"])
         view: dict[str, Any] = {"id": t.id, "queue": t.queue, "status": h["status"],
@@ -264,7 +308,7 @@ class Store:
             keys=[keys.ticket(q, ticket_id), keys.waiting(q), keys.changes(q)],
             args=[ticket_id, self.ticket_ttl])
         if before is None:
-            raise MatchmakerError(404, "unknown_ticket", f"no ticket {ticket_id!r}")
+            raise MatchmakerError(404, "unknown_ticket", NO_TICKET)
         before = _text(before)
         if before in ("matched", "no_show"):
             raise MatchmakerError(409, "already_matched",
@@ -417,6 +461,18 @@ class Store:
                             "joined": {p: t for p, t in joined.items() if p in players}}
         out["result"] = json.loads(h["result"]) if "result" in h else None
         return out
+
+    async def seat_record(self, match_id: str) -> tuple[dict[str, Any], dict[str, Any] | None,
+                                                        bool]:
+        """A match as stored (teams, room, relay), its seat report once written, and whether
+        its result is in; 404 `unknown_match` when it is not kept (any more)."""
+        m = MATCH_ID.fullmatch(match_id)
+        raw = None if m is None else await self.redis.hmget(
+            keys.match(m.group(1), match_id), ["data", "seats", "result"])
+        if raw is None or raw[0] is None:
+            raise MatchmakerError(404, "unknown_match", f"no match {match_id[:80]!r}")
+        report = None if raw[1] is None else json.loads(raw[1])
+        return json.loads(raw[0]), report, raw[2] is not None
 
     # --- ratings and results -----------------------------------------------------------
     async def ratings(self, players: Sequence[str]) -> list[Rating]:

@@ -158,6 +158,7 @@ async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
     mm_cfg = mm_cfg or MatchmakerConfig()
     relay_cfg.redis_url = redis_url  # the relay registers in the directory the matchmaker reads
     mm_cfg.secret = relay_cfg.secret
+    mm_cfg.dev_auth = True  # the demo page asks it for a player token
     try:
         app = _RelayApp(relay_cfg, dev=True)
         relay = await app.start()
@@ -194,6 +195,9 @@ async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
                    else "operator key required")
         print(f"  console      {http}://{base}/console   ({console})")
         print(f"  matchmaker   {matchmaker.url}/docs   (queues: {', '.join(matchmaker.queues)})")
+        tokens_are = "checked" if mm_cfg.secret else "not checked: no --secret"
+        print(f"  dev auth     POST {matchmaker.url}/dev/player-token mints player tokens "
+              f"for anyone (development only; player tokens {tokens_are})")
         print(f"  leaderboard  {boards.url}/docs")
         print(f"  redis        {redis_url}")
         print(f"  health       {http}://{base}/healthz   metrics {http}://{base}/metrics")

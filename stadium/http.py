@@ -103,7 +103,8 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 # What each error status says, in the OpenAPI documents.
 _MEANING = {
     400: "A name or value is malformed, or names what is not kept here",
-    401: "The server key is missing or wrong",
+    401: "The server key or token is missing or refused",
+    403: "The credential is good but does not allow this",
     404: "Not found",
     409: "Conflicts with what is stored",
     422: "The request is invalid",
@@ -161,6 +162,11 @@ _KEY_HEADER = APIKeyHeader(name="X-API-Key", scheme_name="serverKey", auto_error
                            description="the service's --api-key")
 _BEARER = HTTPBearer(scheme_name="serverKeyBearer", auto_error=False,
                      description="the service's --api-key as a bearer token")
+SERVER_KEY = _KEY_HEADER
+"""The server key as X-API-Key, for `Security(...)` in a route that also takes tokens."""
+PLAYER_TOKEN = HTTPBearer(scheme_name="playerToken", bearerFormat="JWT", auto_error=False,
+                          description="a player token (JWT, kind player) of the player the "
+                          "request is about, or the service's --api-key")
 
 
 def server_key(api_key: str | None, refuse: Callable[[], Exception]

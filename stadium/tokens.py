@@ -1,6 +1,7 @@
-"""Join tokens (one player into one room) and player tokens (who a player is): JWTs
-(RFC 7519) made and checked through PyJWT, signed with HS256 over the shared secret or
-ES256/RS256 with a private key; the claims of each kind are listed in docs/security.md."""
+"""Join tokens (one player into one room), player tokens (who a player is) and party tokens
+(who agreed to queue together): JWTs (RFC 7519) made and checked through PyJWT, signed with
+HS256 over the shared secret or ES256/RS256 with a private key; docs/security.md lists the
+claims of each kind."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 import re
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -21,9 +22,10 @@ from jwt.types import Options
 
 from stadium.keys import MIN_SECRET_BYTES, KeySet, SigningKey, VerificationKey
 
-__all__ = ["AUDIENCE", "DEFAULT_LEEWAY", "JOIN", "MAX_TOKEN_LENGTH", "PLAYER", "REASONS",
-           "Claims", "PlayerClaims", "Signer", "TokenError", "Verifier", "sign", "sign_player",
-           "verify", "verify_player"]
+__all__ = ["AUDIENCE", "DEFAULT_LEEWAY", "JOIN", "MAX_PARTY", "MAX_TOKEN_LENGTH", "PARTY",
+           "PLAYER", "REASONS", "Claims", "PartyClaims", "PlayerClaims", "Signer", "TokenError",
+           "Verifier", "sign", "sign_party", "sign_player", "verify", "verify_party",
+           "verify_player"]
 
 AUDIENCE = "stadium"
 """Every Stadium token has `aud` "stadium" (or a list holding it), so a token a studio's
@@ -31,7 +33,11 @@ auth service mints for another audience is refused."""
 
 JOIN = "join"
 PLAYER = "player"
-"""The `kind` claim: a player token is no join token, nor the reverse."""
+PARTY = "party"
+"""The `kind` claim: no kind of token is ever taken for another."""
+
+MAX_PARTY = 63
+"""Most members a party token names besides its leader (a match holds at most 64 players)."""
 
 MAX_TOKEN_LENGTH = 4096
 """Longer tokens are refused as malformed before any decoding is attempted."""
@@ -44,7 +50,7 @@ REASONS = ("malformed", "unknown_key", "bad_signature", "wrong_audience", "wrong
 """`TokenError.reason` values, in the order the checks run."""
 
 _REGISTERED = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti"})
-_RESERVED = _REGISTERED | {"kind", "room_type", "room_id", "seat"}
+_RESERVED = _REGISTERED | {"kind", "room_type", "room_id", "seat", "members"}
 _SAFE_KID = re.compile(r"[A-Za-z0-9._:~+/=-]{1,64}")  # echoed in a refusal only if so
 _DECODE_OPTIONS: Options = {
     "require": ["exp", "sub", "aud"],
@@ -113,6 +119,17 @@ def _short_secrets_allowed(key: SigningKey | VerificationKey) -> Iterator[None]:
         yield
 
 
+@dataclass(frozen=True, slots=True)
+class PartyClaims:
+    """What a verified party token says: these members agreed to queue with this leader,
+    until when."""
+
+    leader: str
+    members: tuple[str, ...]  # the other players, not the leader
+    expires: float
+    extra: Mapping[str, Any] = field(hash=False)
+
+
 # --- signing ---------------------------------------------------------------------------------
 
 
@@ -179,6 +196,31 @@ def sign_player(
     claims as for `sign`."""
     _check_str("player", player)
     return _encode(key, {"kind": PLAYER, "sub": player}, extra, ttl, now)
+
+
+def sign_party(
+    key: Signer,
+    *,
+    leader: str,
+    members: Sequence[str],
+    ttl: float = 300.0,
+    now: float | None = None,
+    **extra: Any,
+) -> str:
+    """A party token saying `members` (the players besides `leader`) agreed to queue with
+    `leader`, for `ttl` seconds from `now`; `extra` claims as for `sign`. A game backend
+    mints it once every member has said yes in its own lobby."""
+    _check_str("leader", leader)
+    if isinstance(members, str):
+        raise TypeError("members must be a sequence of player ids, not a str")
+    listed = list(members)
+    for member in listed:
+        _check_str("member", member)
+    if len(listed) > MAX_PARTY:
+        raise ValueError(f"a party token names at most {MAX_PARTY} members")
+    if len(set(listed)) != len(listed) or leader in listed:
+        raise ValueError("a party token names each player once (the leader not among members)")
+    return _encode(key, {"kind": PARTY, "sub": leader, "members": listed}, extra, ttl, now)
 
 
 # --- verifying -------------------------------------------------------------------------------
@@ -337,3 +379,30 @@ def verify_player(
     expires, not_before = _times(payload)
     _check_clock(expires, not_before, now, leeway)
     return PlayerClaims(player=payload["sub"], expires=expires, extra=_extra(payload))
+
+
+def verify_party(
+    keys: Verifier,
+    token: str,
+    *,
+    now: float | None = None,
+    leeway: float = DEFAULT_LEEWAY,
+) -> PartyClaims:
+    """The claims of `token` if it is a well-formed party token signed with one of `keys`,
+    for audience "stadium", within its `nbf`..`exp` (± `leeway` s).
+
+    Raises TokenError as `verify` does (never "wrong_room"); `members` must be a list of at
+    most MAX_PARTY distinct strings, the leader not among them, else "malformed".
+    """
+    payload = _decode(keys, token, PARTY)
+    expires, not_before = _times(payload)
+    leader, members = payload["sub"], payload.get("members")
+    if not isinstance(members, list) or len(members) > MAX_PARTY or \
+            not all(isinstance(m, str) for m in members):
+        raise TokenError("malformed", f"token claim 'members' is not a list of at most "
+                         f"{MAX_PARTY} player ids")
+    if len(set(members)) != len(members) or leader in members:
+        raise TokenError("malformed", "token claim 'members' names a player twice")
+    _check_clock(expires, not_before, now, leeway)
+    return PartyClaims(leader=leader, members=tuple(members), expires=expires,
+                       extra=_extra(payload))

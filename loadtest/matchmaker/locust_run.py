@@ -92,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                      "--host", matchmaker.url, "-u", str(args.users),
                      "-r", str(args.spawn_rate), "--run-time", args.run_time,
                      "--csv", str(prefix), "--only-summary"],
-                    env={**os.environ, "STADIUM_API_KEY": KEY, "MM_QUEUE": args.queue,
+                    env={**os.environ, "STADIUM_API_KEY": KEY, "STADIUM_SECRET": SECRET,
+                         "MM_QUEUE": args.queue,
                          "MM_PLAY_SECONDS": str(args.play_seconds)}, cwd=ROOT)
             finally:
                 matchmaker.stop()

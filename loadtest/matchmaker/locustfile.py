@@ -2,7 +2,7 @@
 play a few seconds, post the result (one player per match), go again. Settings (env) and
 the stats it reports: docs/matchmaker.md#load-test.
 
-    locust -f loadtest/matchmaker/locustfile.py --host http://127.0.0.1:8081
+    STADIUM_SECRET=S locust -f loadtest/matchmaker/locustfile.py --host http://127.0.0.1:8081
 """
 
 from __future__ import annotations
@@ -35,12 +35,16 @@ from relay.ws.frames import (
     encode_client_frame,
 )
 from relay.ws.handshake import accept_key
+from stadium.tokens import sign_player
 
 QUEUE = os.environ.get("MM_QUEUE", "1v1")
 PLAY_SECONDS = float(os.environ.get("MM_PLAY_SECONDS", "3"))
 MESSAGE_RATE = float(os.environ.get("MM_MESSAGE_RATE", "4"))
 KEY = os.environ.get("STADIUM_API_KEY", "")
 HEADERS = {"X-API-Key": KEY} if KEY else {}
+# The matchmaker's --secret: each player queues with a player token signed with it, as the
+# game's own backend would give them; without it, tickets go without a token.
+SECRET = os.environ.get("STADIUM_SECRET", "")
 # Player ids unique across the locust processes of one run (and across runs on one Redis).
 _RUN = base64.b32encode(os.urandom(5)).decode().lower()
 _players = 0
@@ -165,17 +169,24 @@ class Player(FastHttpUser):
         if seat is not None:
             self.play(seat)
 
+    def _player_token(self) -> dict[str, str]:
+        """The player's token for this game (an hour's, minted afresh each game)."""
+        if not SECRET:
+            return {}
+        return {"Authorization": f"Bearer {sign_player(SECRET, player=self.player)}"}
+
     def find_seat(self) -> dict[str, Any] | None:
         """Queue and long-poll until matched: the seat, or None (reported as a failure)."""
         started = time.perf_counter()
-        with self.client.post("/tickets", name="queue", catch_response=True,
+        auth = self._player_token()
+        with self.client.post("/tickets", name="queue", catch_response=True, headers=auth,
                               json={"player": self.player, "queue": QUEUE}) as r:
             if r.status_code != 201:
                 r.failure(f"HTTP {r.status_code}: {r.text[:200]}")
                 return None
             ticket = r.json()
         while ticket["status"] == "waiting":
-            with self.client.get(f"/tickets/{ticket['id']}/wait?timeout=10",
+            with self.client.get(f"/tickets/{ticket['id']}/wait?timeout=10", headers=auth,
                                  name="wait (long-poll)", catch_response=True) as r:
                 if r.status_code != 200:
                     r.failure(f"HTTP {r.status_code}: {r.text[:200]}")

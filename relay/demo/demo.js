@@ -126,13 +126,28 @@ async function quickJoin() {
   attach(demo.client.joinRoom(ROOM_TYPE, id, params.get("token"), { query: { name: demo.name } }));
 }
 
+// A game's own backend mints the player token after its login; `stadium dev` stands in for it
+// with a dev-only endpoint of the matchmaker (null token: the matchmaker checks none).
+async function playerToken(player) {
+  try {
+    const res = await fetch(`${demo.client.matchmakerUrl}/dev/player-token`, {
+      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ player }),
+    });
+    return res.ok ? (await res.json()).token ?? null : null;
+  } catch {
+    return null;
+  }
+}
+
 async function findMatch() {
   await leaveRoom();
   const queue = demo.config.queue;
   setStatus("connecting", `matchmaking in ${queue}…`);
   banner(`Waiting for another player in queue ${queue} (open a second tab and press Find match there).`, "info");
+  let token;
   try {
-    demo.seat = await demo.client.matchmake(queue, { player: demo.name, timeout: 120000 });
+    token = await playerToken(demo.name);
+    demo.seat = await demo.client.matchmake(queue, { player: demo.name, token, timeout: 120000 });
   } catch (e) {
     setStatus("closed", "no match");
     const where = e instanceof MatchmakerError && e.code === "unreachable"
@@ -142,7 +157,8 @@ async function findMatch() {
   }
   $("who").textContent = `${demo.name} in ${demo.seat.room_type}/${demo.seat.room_id}`;
   // the name shows when the relay has no secret (with one, the token's player names the ship)
-  attach(demo.client.join(demo.seat, { query: { name: demo.name } }));
+  // with the player token, a reconnect after the seat's token expired gets a fresh one
+  attach(demo.client.join(demo.seat, { playerToken: token, query: { name: demo.name } }));
 }
 
 // --- steering -----------------------------------------------------------------------------

@@ -87,6 +87,36 @@ function wrapDistance(a, b, world = 100) {
   return Math.hypot(d(a.x, b.x), d(a.y, b.y));
 }
 
+describe("stadium dev --secret demo page", () => {
+  let dev;
+  let chrome;
+  before(async () => {
+    dev = await startDev(["--secret", "demo-page-secret"]);
+    chrome = await browser();
+  });
+  after(async () => {
+    await chrome?.close();
+    await dev?.stop();
+  });
+
+  test("the page gets player tokens from the dev matchmaker and plays a match with them", async () => {
+    const refused = await fetch(`${dev.matchmaker}/tickets`, { method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ player: "eve", queue: "arena" }) });
+    assert.equal(refused.status, 401, "the matchmaker wants a player token");
+    const a = await chrome.page(`${dev.page}?mode=match&name=ann`);
+    const b = await chrome.page(`${dev.page}?mode=match&name=bob`);
+    const ready = (d) => d.status === "open" && d.ship !== null && d.tick > 0;
+    const [da, db] = [await until(a, ready, "page A to join"), await until(b, ready, "page B to join")];
+    assert.equal(da.seat.match_id, db.seat.match_id, "both pages matchmade into one match");
+    assert.ok(da.seat.token && db.seat.token, "seats carry join tokens");
+    const names = await b.evaluate(() => window.stadiumDemo.room.state.doc.players);
+    assert.equal(names[String(da.ship)], "ann"); // the token's player names the ship
+    assert.equal(names[String(db.ship)], "bob");
+    await a.close();
+    await b.close();
+  });
+});
+
 describe("stadium dev demo page", () => {
   let dev;
   let chrome;

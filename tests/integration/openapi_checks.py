@@ -21,6 +21,7 @@ NOT_IN_A_SCHEMA = {
     "attributes_too_large",  # bytes of JSON
     "bad_ranks",  # one rank per team of that match
     "idempotency_key_reused",  # a key already used for another submit to the board
+    "player_required",  # a fresh seat asked for with the server key names its player
 }
 
 

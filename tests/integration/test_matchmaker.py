@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from loadtest.processes import ServiceProcess, start_service
 from matchmaker.waiters import RECHECK
 from stadium.redis_server import EmbeddedRedis
+from tests.players import PlayerTokens
 
 SECRET = "relay-secret"
 KEY = "server-key"
@@ -70,6 +71,14 @@ def service(redis_url: str, queues: Path, relay: ServiceProcess) -> Iterator[str
     proc = matchmaker(redis_url, queues)
     yield proc.url
     proc.stop()
+
+
+@pytest.fixture
+async def http(service: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose ticket requests carry their player's token."""
+    async with httpx.AsyncClient(base_url=service, timeout=30,
+                                 auth=PlayerTokens(SECRET)) as client:
+        yield client
 
 
 def _error(r: httpx.Response) -> str:
@@ -262,7 +271,8 @@ async def test_two_processes_share_one_redis_without_double_matching(
     third = matchmaker(redis_url, queues)
     try:
         urls = [second.url, third.url]
-        clients = [httpx.AsyncClient(base_url=u, timeout=30) for u in urls]
+        players = PlayerTokens(SECRET)
+        clients = [httpx.AsyncClient(base_url=u, timeout=30, auth=players) for u in urls]
         try:
             made = await asyncio.gather(*(
                 clients[i % 2].post("/tickets", json={"player": f"two-{i}", "queue": "duel"})
@@ -299,7 +309,8 @@ async def test_matches_wait_for_a_relay_in_the_directory(redis_url: str, queues:
     with EmbeddedRedis() as own:  # a Redis no relay has registered in
         mm = matchmaker(own.url, queues)
         try:
-            async with httpx.AsyncClient(base_url=mm.url, timeout=30) as http:
+            async with httpx.AsyncClient(base_url=mm.url, timeout=30,
+                                         auth=PlayerTokens(SECRET)) as http:
                 a = await _ticket(http, player="d1", queue="duel")
                 await _ticket(http, player="d2", queue="duel")
                 waiting = (await http.get(f"/tickets/{a['id']}/wait",
@@ -334,7 +345,8 @@ async def test_a_long_poll_reads_the_ticket_only_when_it_starts_and_ends(
         mm = matchmaker(own.url, queues)
         redis = aioredis.from_url(own.url)
         try:
-            async with httpx.AsyncClient(base_url=mm.url, timeout=30) as http:
+            async with httpx.AsyncClient(base_url=mm.url, timeout=30,
+                                         auth=PlayerTokens(SECRET)) as http:
                 t = await _ticket(http, player="patient", queue="trio", regions={"eu": 20})
                 before = await _ticket_reads(redis)
                 r = await http.get(f"/tickets/{t['id']}/wait", params={"timeout": 2})

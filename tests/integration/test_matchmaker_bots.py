@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -19,6 +19,7 @@ from matchmaker import keys
 from matchmaker.ratings import SIGMA
 from stadium.redis_client import connect
 from stadium_client import Room
+from tests.players import PlayerTokens
 
 SECRET = "bot-secret"
 KEY = "server-key"
@@ -68,6 +69,14 @@ def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     finally:
         mm.stop()
         relay.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+async def http(service: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose ticket requests carry their player's token."""
+    async with httpx.AsyncClient(base_url=service, timeout=30,
+                                 auth=PlayerTokens(SECRET)) as client:
+        yield client
 
 
 async def _ticket(http: httpx.AsyncClient, **body: Any) -> dict[str, Any]:

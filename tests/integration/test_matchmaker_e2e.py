@@ -12,6 +12,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from loadtest.processes import ServiceProcess, start_service
+from stadium import tokens
 from stadium.redis_server import EmbeddedRedis
 from stadium_client import MatchmakerClient, MatchmakerError, Room, Seat
 
@@ -32,10 +33,17 @@ def stack() -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
             relay.stop(signal.SIGKILL)
 
 
+def _token(player: str) -> str:
+    """The player's own token, as the game's backend gave it to them."""
+    return tokens.sign_player(SECRET, player=player)
+
+
 async def _party(client: MatchmakerClient, leader: str, members: list[str]) -> dict[str, Seat]:
-    ticket = await client.create_ticket("5v5", leader, party=members)
+    agreed = tokens.sign_party(SECRET, leader=leader, members=members)
+    ticket = await client.create_ticket("5v5", leader, party=members, party_token=agreed,
+                                        token=_token(leader))
     while ticket["status"] == "waiting":
-        ticket = await client.wait(ticket["id"], 10)
+        ticket = await client.wait(ticket["id"], 10, token=_token(leader))
     assert ticket["status"] == "matched", ticket
     return client.seats(ticket)
 
@@ -48,7 +56,7 @@ async def test_twenty_players_two_parties_two_matches(
     async with MatchmakerClient(mm.url) as client, \
             MatchmakerClient(mm.url, api_key=KEY) as server:
         found = await asyncio.wait_for(asyncio.gather(
-            *(client.matchmake("5v5", p) for p in solos),
+            *(client.matchmake("5v5", p, token=_token(p)) for p in solos),
             *(_party(client, leader, members) for leader, members in parties.items())), 60)
         seats: dict[str, Seat] = {}
         for f in found:
@@ -111,7 +119,7 @@ async def test_twenty_players_two_parties_two_matches(
 async def test_matchmake_gives_up_after_its_timeout(
         stack: tuple[ServiceProcess, ServiceProcess]) -> None:
     _, mm = stack
-    async with MatchmakerClient(mm.url) as client:
+    async with MatchmakerClient(mm.url, token=_token("alone")) as client:
         with pytest.raises(TimeoutError):
             await client.matchmake("1v1", "alone", regions={"eu": 20}, timeout=0.5)
         # The ticket was cancelled: the player may queue again at once.

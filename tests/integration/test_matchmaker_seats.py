@@ -23,7 +23,9 @@ from stadium_client import MatchmakerClient, Room, RoomClosed, Seat
 
 SECRET = "seat-secret"
 SEAT_TTL = 1.0
-GRACE = 5.5  # over the relay's 5 s token leeway: a released seat's token is refused
+# over the relay's 5 s token leeway (a token's whole-second expiry is rounded down, never
+# past the seat's): a released seat's token is refused
+GRACE = 5.5
 OPEN_QUEUE = """
 [queues.open]
 teams = 2
@@ -58,11 +60,18 @@ async def _until(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> 
     return value
 
 
+def _token(player: str) -> str:
+    """The player's own token, as the game's backend gave it to them."""
+    return tokens.sign_player(SECRET, player=player)
+
+
 async def _matched(client: MatchmakerClient, queue: str, player: str,
                    party: list[str] | None = None) -> dict[str, Any]:
-    ticket = await client.create_ticket(queue, player, party=party)
+    party_token = tokens.sign_party(SECRET, leader=player, members=party) if party else None
+    ticket = await client.create_ticket(queue, player, party=party, party_token=party_token,
+                                        token=_token(player))
     while ticket["status"] == "waiting":
-        ticket = await client.wait(ticket["id"], 10)
+        ticket = await client.wait(ticket["id"], 10, token=_token(player))
     assert ticket["status"] == "matched", ticket
     return ticket
 
@@ -124,11 +133,11 @@ async def test_seats_not_taken_are_released_and_reported(
             assert set(seated["joined"]) == {"cy", "dee"} and seated["no_shows"] == []
 
             # The no-show's ticket says so and keeps its seat; everyone else's is untouched.
-            bob_now = await client.ticket(bob["id"])
+            bob_now = await client.ticket(bob["id"], token=_token("bob"))
             assert bob_now["status"] == "no_show" and bob_now["no_shows"] == ["bob"]
             assert client.seats(bob_now)["bob"] == seat["bob"]
             for t in (ada, cy, dee):
-                now = await client.ticket(t["id"])
+                now = await client.ticket(t["id"], token=_token(t["players"][0]))
                 assert now["status"] == "matched" and "no_shows" not in now
             assert await _counter(mm, "stadium_matchmaker_seats_released", "1v1") == 1
             assert await _counter(mm, "stadium_matchmaker_matches_incomplete", "1v1") == 1
@@ -149,7 +158,8 @@ async def test_seats_not_taken_are_released_and_reported(
             assert await asyncio.wait_for(rooms[3].recv(), 5) == "gg"
             # A ticket reported as a no-show cannot be cancelled as if it were waiting.
             async with httpx.AsyncClient() as http:
-                r = await http.delete(f"{mm.url}/tickets/{bob['id']}")
+                r = await http.delete(f"{mm.url}/tickets/{bob['id']}",
+                                      headers={"Authorization": f"Bearer {_token('bob')}"})
             assert r.status_code == 409 and r.json()["error"]["code"] == "already_matched"
         finally:
             for room in rooms:
@@ -174,10 +184,11 @@ async def test_a_party_with_a_member_away_stays_matched(
             assert report["status"] == "incomplete" and report["no_shows"] == ["pat"]
             assert set(report["joined"]) == {"pam", "sol1", "sol2"}
             # pam came, so the party's ticket stays matched and names who did not.
-            now = await client.ticket(party["id"])
+            now = await client.ticket(party["id"], token=_token("pam"))
             assert now["status"] == "matched" and now["no_shows"] == ["pat"]
             for t in solos:
-                assert (await client.ticket(t["id"]))["status"] == "matched"
+                assert (await client.ticket(t["id"], token=_token(t["players"][0])))[
+                    "status"] == "matched"
             assert await _counter(mm, "stadium_matchmaker_seats_released", "2v2") == 1
             assert await _counter(mm, "stadium_matchmaker_matches_incomplete", "2v2") == 1
         finally:

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from loadtest.processes import ROOT, ServiceProcess, start_service
+from stadium import tokens
 from stadium.redis_server import EmbeddedRedis
 
 KEY = "server-key"
@@ -94,14 +95,16 @@ def test_a_long_poll_without_timeout_waits_at_most_the_longest_allowed(
         matchmaker: ServiceProcess) -> None:
     """The default timeout (25 s) is cut to --max-long-poll, not refused. Before the
     generated requests: a lone ticket in trio stays waiting."""
-    r = httpx.post(matchmaker.url + "/tickets", json={"player": "alone", "queue": "trio"})
+    player = {"Authorization": f"Bearer {tokens.sign_player(SECRET, player='alone')}"}
+    r = httpx.post(matchmaker.url + "/tickets", json={"player": "alone", "queue": "trio"},
+                   headers=player)
     assert r.status_code == 201, r.text
     ticket = r.json()["id"]
     started = time.monotonic()
-    r = httpx.get(f"{matchmaker.url}/tickets/{ticket}/wait", timeout=10)
+    r = httpx.get(f"{matchmaker.url}/tickets/{ticket}/wait", timeout=10, headers=player)
     assert r.status_code == 200 and r.json()["status"] == "waiting", r.text
     assert LONG_POLL - 0.1 < time.monotonic() - started < 5
-    httpx.delete(f"{matchmaker.url}/tickets/{ticket}").raise_for_status()
+    httpx.delete(f"{matchmaker.url}/tickets/{ticket}", headers=player).raise_for_status()
 
 
 def test_the_leaderboard_answers_as_its_document_says(leaderboard: ServiceProcess) -> None:
@@ -156,7 +159,7 @@ def test_empty_query_values_are_refused(leaderboard: ServiceProcess,
                 leaderboard.url + "/boards/empty/players/p?period=",
                 leaderboard.url + "/boards/empty/players/p/around?n=",
                 matchmaker.url + "/tickets/duel." + "0" * 32 + "/wait?timeout="]:
-        r = httpx.get(url)
+        r = httpx.get(url, headers=AUTH)
         assert r.status_code == 422, (url, r.text)
         assert r.json()["error"]["code"] == "invalid_request"
     assert httpx.get(leaderboard.url + "/boards/empty/players/p").status_code == 200

@@ -1,7 +1,8 @@
 """Join tokens signed with keys the services know only publicly: a relay given ES256 and
 RS256 public keys (a PEM file and a JWKS file) admits tokens by their kid and refuses a
 rotated-out kid, a player token and a token past its leeway; a matchmaker that signs seats
-with a private key seats players on a relay that holds its public key only."""
+with a private key seats players on a relay that holds its public key only, and takes player
+tokens from a studio's auth service whose public key it holds."""
 
 from __future__ import annotations
 
@@ -25,12 +26,13 @@ from loadtest.processes import ServiceProcess, start_service
 from stadium import tokens
 from stadium.keys import SigningKey
 from stadium.redis_server import EmbeddedRedis
-from stadium_client import MatchmakerClient, Room
+from stadium_client import MatchmakerClient, MatchmakerError, Room
 from tests.conftest import ROOT
 
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
 RSA_OLD = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 RSA_NEW = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+AUTH_KEY = ec.generate_private_key(ec.SECP256R1())  # a studio's auth service
 
 
 def _public_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
@@ -128,15 +130,22 @@ async def test_seats_signed_with_a_private_key(tmp_path: Path) -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
     (tmp_path / "mm.pem").write_bytes(_public_pem(EC_KEY))
+    (tmp_path / "auth.pem").write_bytes(_public_pem(AUTH_KEY))
+    auth = SigningKey("ES256", AUTH_KEY, "auth-1")
     with EmbeddedRedis() as redis:
         relay = start_service("relay", "--redis-url", redis.url,
                               "--token-key", f"mm-1={tmp_path / 'mm.pem'}")
         mm = start_service("matchmaker", "--redis-url", redis.url,
-                           "--signing-key", str(tmp_path / "mm.key"), "--signing-kid", "mm-1")
+                           "--signing-key", str(tmp_path / "mm.key"), "--signing-kid", "mm-1",
+                           "--token-key", f"auth-1={tmp_path / 'auth.pem'}")
         try:
             async with MatchmakerClient(mm.url) as client:
-                ann, bob = await asyncio.wait_for(asyncio.gather(
-                    client.matchmake("1v1", "ann"), client.matchmake("1v1", "bob")), 30)
+                with pytest.raises(MatchmakerError) as refused:  # player tokens are checked
+                    await client.create_ticket("1v1", "ann")
+                assert refused.value.code == "missing_token"
+                ann, bob = await asyncio.wait_for(asyncio.gather(*(
+                    client.matchmake("1v1", p, token=tokens.sign_player(auth, player=p))
+                    for p in ("ann", "bob"))), 30)
             assert ann.token is not None
             assert jwt.get_unverified_header(ann.token) == {"alg": "ES256", "kid": "mm-1",
                                                             "typ": "JWT"}

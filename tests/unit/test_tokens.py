@@ -21,14 +21,18 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from stadium.keys import KeySet, SigningKey, VerificationKey, load_verification_keys
 from stadium.tokens import (
+    MAX_PARTY,
     MAX_TOKEN_LENGTH,
     REASONS,
     Claims,
+    PartyClaims,
     PlayerClaims,
     TokenError,
     sign,
+    sign_party,
     sign_player,
     verify,
+    verify_party,
     verify_player,
 )
 
@@ -254,6 +258,64 @@ def test_player_token_refusals() -> None:
     assert refusal(token, player=True, now=NOW - 6).reason == "not_yet_valid"
     foreign = forge({"kind": "player", "sub": "alice", "aud": "game-api", "exp": int(NOW) + 60})
     assert refusal(foreign, player=True).reason == "wrong_audience"
+
+
+def test_party_token_round_trip() -> None:
+    token = sign_party(SECRET, leader="ada", members=["bob", "cyd"], ttl=120, now=NOW,
+                       lobby="L-7")
+    claims = verify_party(SECRET, token, now=NOW)
+    assert isinstance(claims, PartyClaims)
+    assert claims.leader == "ada" and claims.members == ("bob", "cyd")
+    assert claims.expires == NOW + 120 and dict(claims.extra) == {"lobby": "L-7"}
+    assert claims_of(token) == {"kind": "party", "sub": "ada", "members": ["bob", "cyd"],
+                                "aud": "stadium", "iat": int(NOW), "nbf": int(NOW),
+                                "exp": int(NOW) + 120, "lobby": "L-7"}
+    assert claims_of(sign_party(SECRET, leader="a", members=[], now=NOW))["exp"] == \
+        int(NOW) + 300  # default ttl
+
+
+def test_a_party_token_is_no_player_or_join_token_nor_the_reverse() -> None:
+    party = sign_party(SECRET, leader="ada", members=["bob"], now=NOW)
+    assert reason_of(party) == "wrong_kind"
+    assert refusal(party, player=True).reason == "wrong_kind"
+    for other in (good_token(), sign_player(SECRET, player="ada", now=NOW)):
+        with pytest.raises(TokenError) as info:
+            verify_party(SECRET, other, now=NOW)
+        assert info.value.reason == "wrong_kind"
+
+
+def test_party_token_refusals() -> None:
+    token = sign_party(SECRET, leader="ada", members=["bob"], ttl=60, now=NOW)
+    cases: list[tuple[str, Any, float]] = [
+        ("bad_signature", "another secret, as long as it needs", NOW),
+        ("expired", SECRET, NOW + 66), ("not_yet_valid", SECRET, NOW - 6)]
+    for reason, keys, at in cases:
+        with pytest.raises(TokenError) as info:
+            verify_party(keys, token, now=at)
+        assert info.value.reason == reason and token not in info.value.message
+    party = {"kind": "party", "sub": "ada", "aud": "stadium", "exp": int(NOW) + 60}
+    for members in (DROP, "bob", [1], ["bob", "bob"], ["ada"], ["p"] * (MAX_PARTY + 1),
+                    [f"p{i}" for i in range(MAX_PARTY + 1)]):
+        claims = {**party, "members": members}
+        with pytest.raises(TokenError) as info:
+            verify_party(SECRET, forge({k: v for k, v in claims.items() if v is not DROP}),
+                         now=NOW)
+        assert info.value.reason == "malformed", members
+    with pytest.raises(TokenError) as info:
+        verify_party(SECRET, forge({**party, "members": [], "aud": "x"}), now=NOW)
+    assert info.value.reason == "wrong_audience"
+
+
+def test_bad_party_arguments_are_refused_at_signing() -> None:
+    with pytest.raises(TypeError):
+        sign_party(SECRET, leader="ada", members="bob")
+    with pytest.raises(TypeError):
+        sign_party(SECRET, leader="ada", members=[7])  # type: ignore[list-item]
+    for members in (["bob", "bob"], ["ada"], [f"p{i}" for i in range(MAX_PARTY + 1)]):
+        with pytest.raises(ValueError):
+            sign_party(SECRET, leader="ada", members=members)
+    with pytest.raises(ValueError):
+        sign_party(SECRET, leader="ada", members=[], members_extra=1, seat="x")
 
 
 # --- ES256 and RS256: the checker knows the public key only -----------------------------------
@@ -535,14 +597,15 @@ token_like = st.one_of(
 
 def _verify_or_refuse(token: str) -> None:
     for check in (lambda: verify(SECRET, token, **ROOM, now=NOW),
-                  lambda: verify_player(SECRET, token, now=NOW)):
+                  lambda: verify_player(SECRET, token, now=NOW),
+                  lambda: verify_party(SECRET, token, now=NOW)):
         try:
             result = check()
         except TokenError as err:
             assert err.reason in REASONS
             assert not token or len(token) < 8 or token not in err.message
         else:
-            assert isinstance(result, Claims | PlayerClaims)
+            assert isinstance(result, Claims | PlayerClaims | PartyClaims)
 
 
 @given(token_like)

@@ -11,11 +11,12 @@ process.on("exit", () => {
 
 const LINE = (name) => new RegExp(`^\\s+${name}\\s+(\\S+)`, "m");
 
-/** `stadium dev --port PORT ARGS...`; resolves once it printed its URLs:
+/** `stadium dev --port PORT ARGS...` (with `env` added to the environment: `STADIUM_*`
+ * settings); resolves once it printed its URLs:
  * `{page, relay, matchmaker, leaderboard, log(), stop()}` (`relay` is the http:// address). */
-export function startDev(args = [], { port = 0, timeout = 30000 } = {}) {
+export function startDev(args = [], { port = 0, timeout = 30000, env = {} } = {}) {
   const proc = spawn(PYTHON, ["-m", "stadium.cli", "dev", "--port", String(port), ...args], {
-    cwd: ROOT, env: { ...process.env, PYTHONPATH: ROOT }, stdio: ["ignore", "pipe", "pipe"],
+    cwd: ROOT, env: { ...process.env, PYTHONPATH: ROOT, ...env }, stdio: ["ignore", "pipe", "pipe"],
   });
   running.add(proc);
   let log = "";

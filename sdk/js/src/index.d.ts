@@ -25,7 +25,13 @@ export interface RoomOptions {
   maxBufferedBytes?: number;
   /** past ticks kept for diffs against an older baseline (default 1) */
   stateHistory?: number;
+  /** gives a fresh join token when the relay refuses the room's as `expired` (asked once per
+   * run of failed attempts); `client.join(seat)` sets it when it has a player token */
+  refreshToken?: () => string | Promise<string>;
 }
+
+/** A player token from the game's backend, or a function that gives one. */
+export type PlayerToken = string | (() => string | Promise<string>);
 
 export interface ClientOptions extends RoomOptions {
   /** A WebSocket implementation; default globalThis.WebSocket (pass `ws`'s on Node 20). */
@@ -34,11 +40,15 @@ export interface ClientOptions extends RoomOptions {
   matchmakerUrl?: string;
   /** the leaderboard service (default: the relay's host, port 8082) */
   leaderboardUrl?: string;
+  /** this player's token: sent to the matchmaker, and used for fresh join tokens */
+  playerToken?: PlayerToken | null;
 }
 
 export interface JoinOptions extends RoomOptions {
   /** more query parameters for the room (e.g. `{ name }` for arena) */
   query?: Record<string, string>;
+  /** the seat's player's token (default: the client's), to get a fresh join token */
+  playerToken?: PlayerToken | null;
 }
 
 /** A place in a match, from `matchmake`. */
@@ -57,7 +67,11 @@ export interface Seat {
 
 export interface MatchmakeOptions {
   player: string;
+  /** the player's token (default: the client's `playerToken`) */
+  token?: PlayerToken | null;
   party?: string[];
+  /** a party token (kind party) from the game's backend: the members agreed */
+  partyToken?: string | null;
   regions?: Record<string, number>;
   attributes?: Record<string, unknown>;
   /** ms; then the ticket is cancelled and the call rejects with code `matchmake_timeout` */
@@ -103,9 +117,12 @@ export declare class Client {
   readonly wsUrl: string;
   readonly matchmakerUrl: string;
   readonly leaderboardUrl: string;
+  readonly playerToken: PlayerToken | null;
   joinRoom(type: string, id: string, token?: string | null, options?: JoinOptions): Room;
   matchmake(queue: string, options: MatchmakeOptions): Promise<Seat>;
   join(seat: Seat, options?: JoinOptions): Room;
+  /** the seat's player's seat with a fresh join token (POST /matches/{id}/seat) */
+  freshSeat(seat: Seat, options?: { token?: PlayerToken | null; signal?: AbortSignal }): Promise<Seat>;
   leaderboard(board: string): Leaderboard;
 }
 

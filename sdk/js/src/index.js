@@ -2,7 +2,7 @@
 // Protocol: docs/protocol.md; same concepts and names as the Python SDK.
 import { decode } from "@msgpack/msgpack";
 import { Leaderboard } from "./leaderboard.js";
-import { matchmake } from "./matchmaker.js";
+import { freshSeat, matchmake, tokenOf } from "./matchmaker.js";
 import { DEFAULTS, EVENTS, Room, isFinalClose } from "./room.js";
 
 export { Room, DEFAULTS, EVENTS, isFinalClose, Leaderboard };
@@ -30,9 +30,12 @@ export class Client {
    * `WebSocket` (an implementation; default `globalThis.WebSocket`, pass the `ws` package's
    * export on Node 20), `matchmakerUrl` and `leaderboardUrl` (default: the relay's host on
    * ports 8081 and 8082, as `stadium dev` runs them) and any room option (see DEFAULTS) as
-   * the default for every room. */
+   * the default for every room; `playerToken`: the player's token from the game's backend (a
+   * string, or a function that gives one, sync or async), sent to the matchmaker and used to
+   * get a fresh join token when a seat's has expired. */
   constructor(baseUrl, options = {}) {
-    const { WebSocket = globalThis.WebSocket, matchmakerUrl, leaderboardUrl, ...roomOptions } = options;
+    const { WebSocket = globalThis.WebSocket, matchmakerUrl, leaderboardUrl, playerToken = null,
+      ...roomOptions } = options;
     if (typeof WebSocket !== "function") {
       throw new TypeError("no WebSocket implementation: pass { WebSocket } (e.g. from the ws package)");
     }
@@ -49,21 +52,34 @@ export class Client {
     this.leaderboardUrl = (leaderboardUrl ?? `${secure ? "https" : "http"}://${url.hostname}:${LEADERBOARD_PORT}`)
       .replace(/\/+$/, "");
     this.WebSocket = WebSocket;
+    this.playerToken = playerToken;
     this.options = roomOptions;
   }
 
   /** Queue with the matchmaker and resolve with the seat once matched; `opts`: `player`
-   * (required), `party`, `regions`, `attributes`, `timeout` (ms), `signal`. See matchmaker.js. */
+   * (required), `token` (default: the client's `playerToken`), `party`, `partyToken`,
+   * `regions`, `attributes`, `timeout` (ms), `signal`. See matchmaker.js. */
   matchmake(queue, opts = {}) {
-    return matchmake(this.matchmakerUrl, queue, opts);
+    return matchmake(this.matchmakerUrl, queue, { token: this.playerToken, ...opts });
   }
 
-  /** Join the room of a seat from `matchmake` (its relay, room and token). */
+  /** The seat's player's seat in its match with a fresh join token (see matchmaker.js). */
+  freshSeat(seat, { token = this.playerToken, signal } = {}) {
+    return freshSeat(this.matchmakerUrl, seat.match_id, { token, player: seat.player, signal });
+  }
+
+  /** Join the room of a seat from `matchmake` (its relay, room and token). With a player
+   * token (`options.playerToken`, default the client's), a reconnect the relay refuses as
+   * `expired` gets a fresh join token for the same seat from the matchmaker by itself. */
   join(seat, options = {}) {
     if (!seat || typeof seat.url !== "string" || !/^(wss?|https?):\/\//.test(seat.url)) {
       throw new TypeError("join(seat) needs a seat from matchmake(): { url, room_type, room_id, token }");
     }
-    const { query, ...roomOptions } = options;
+    const { query, playerToken = this.playerToken, ...roomOptions } = options;
+    if (!roomOptions.refreshToken && playerToken && seat.token && seat.match_id) {
+      roomOptions.refreshToken = async () => (await freshSeat(this.matchmakerUrl, seat.match_id,
+        { token: await tokenOf(playerToken) })).token;
+    }
     const url = seat.url.replace(/^http/, "ws");
     const suffix = roomQuery(seat.token, query);
     return new Room({

@@ -4,14 +4,24 @@ import { callService } from "./service.js";
 
 const LONG_POLL = 25; // seconds per wait request; the service allows up to --max-long-poll (30)
 
+/** A token option as a string: a string, or what a function (sync or async) returns. */
+export async function tokenOf(token) {
+  return typeof token === "function" ? await token() : token ?? null;
+}
+
 /** Queue `player` in `queue` and resolve with their seat (`{player, team, match_id, room_type,
- * room_id, url, token, expires}`). `timeout` (ms) gives up and cancels the ticket; so does an
+ * room_id, url, token, expires}`). `token`: the player's token (from the game's backend; a
+ * string, or a function giving one), sent with every request; `partyToken`: the party's
+ * agreement, for a party. `timeout` (ms) gives up and cancels the ticket; so does an
  * aborted `signal`. Rejects with a MatchmakerError (the ticket's reason for a failed ticket). */
 export async function matchmake(baseUrl, queue, { player, party = [], regions = {}, attributes = {},
-  timeout = null, signal } = {}) {
+  timeout = null, signal, token = null, partyToken = null } = {}) {
   if (typeof player !== "string" || !player) throw new TypeError("matchmake needs { player }: a non-empty string");
-  const call = (method, path, opts) => callService(MatchmakerError, baseUrl, method, path, opts);
-  let ticket = await call("POST", "/tickets", { body: { queue, player, party, regions, attributes }, signal });
+  const bearer = await tokenOf(token);
+  const call = (method, path, opts) => callService(MatchmakerError, baseUrl, method, path, { ...opts, token: bearer });
+  const body = { queue, player, party, regions, attributes };
+  if (partyToken) body.party_token = partyToken;
+  let ticket = await call("POST", "/tickets", { body, signal });
   const deadline = timeout === null ? null : Date.now() + timeout;
   try {
     while (ticket.status === "waiting") {
@@ -47,4 +57,13 @@ async function giveUp(call, ticketId) {
     if (e.code === "already_matched" || e.code === "already_failed") return call("GET", `/tickets/${ticketId}`);
     throw e;
   }
+}
+
+/** `player`'s seat in match `matchId` with a fresh join token, for getting back into the room
+ * after the seat's token expired: with the player's `token` (or, with no token, from a
+ * matchmaker that checks none, `player`). */
+export async function freshSeat(baseUrl, matchId, { token = null, player, signal } = {}) {
+  const bearer = await tokenOf(token);
+  return callService(MatchmakerError, baseUrl, "POST", `/matches/${encodeURIComponent(matchId)}/seat`,
+    { body: bearer || !player ? {} : { player }, signal, token: bearer });
 }

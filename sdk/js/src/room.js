@@ -1,5 +1,6 @@
 // A connection to one room on a Stadium relay over WebSocket: messages, the state mirror,
-// and reconnect with backoff that rejoins with the same token and flushes buffered sends.
+// and reconnect with backoff that rejoins with the same token (or a fresh one, when the relay
+// says it expired and the room can ask for one) and flushes buffered sends.
 import { encode } from "@msgpack/msgpack";
 import {
   JoinRefusedError, MessageTooLargeError, RelayUnreachableError, SendBufferFullError,
@@ -57,6 +58,7 @@ export class Room {
     this._everJoined = false;
     this._timer = null;
     this._leaving = null;
+    this._refreshed = false; // a fresh token was asked for since the last open
     this.joined = new Promise((resolve, reject) => {
       this._resolveJoined = resolve;
       this._rejectJoined = reject;
@@ -187,6 +189,7 @@ export class Room {
     this._everJoined = true;
     this._failures = 0;
     this._lastErrorCode = null;
+    this._refreshed = false;
     this.status = "open";
     const pending = this._buffer;
     this._buffer = [];
@@ -248,6 +251,12 @@ export class Room {
     this.status = this._everJoined ? "reconnecting" : "connecting";
     const error = await this._diagnose(errorText);
     if (this.status === "closed" || this._leaving) return;
+    if (error.name === "TokenRefusedError" && error.code === "expired" && await this._freshToken(error)) {
+      if (this.status === "closed" || this._leaving) return;
+      this._retry({ code: null, reason: error.message, error: null });
+      return;
+    }
+    if (this.status === "closed" || this._leaving) return;
     if (error.code !== this._lastErrorCode) this._emit("error", error);
     this._lastErrorCode = error.code;
     if (error.final) {
@@ -255,6 +264,32 @@ export class Room {
       return;
     }
     this._retry({ code: null, reason: error.message, error });
+  }
+
+  /** The join token expired (a seat's lasts a minute): ask `refreshToken` (given by
+   * `client.join(seat)` with a player token) for a fresh one, once per run of failures.
+   * True when the next attempt carries it. */
+  async _freshToken(refusal) {
+    const refresh = this._opts.refreshToken;
+    if (typeof refresh !== "function" || this._refreshed) return false;
+    this._refreshed = true;
+    let token;
+    try {
+      token = await refresh();
+    } catch (e) {
+      this._emit("error", new TokenRefusedError(refusal.code,
+        `${refusal.message}; no fresh token: ${e?.message ?? e}`, { status: 401, final: false }));
+      return false;
+    }
+    if (typeof token !== "string" || !token) return false;
+    const withToken = (url) => {
+      const u = new URL(url);
+      u.searchParams.set("token", token);
+      return u.href;
+    };
+    this.url = withToken(this.url);
+    this._httpUrl = withToken(this._httpUrl);
+    return true;
   }
 
   /** Why the upgrade failed. Browsers hide the HTTP status of a refused upgrade, so the

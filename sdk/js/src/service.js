@@ -3,15 +3,17 @@
 import { redactUrl } from "./errors.js";
 
 /** `method path` on `base`; resolves with the JSON body, rejects with `new ErrorClass(status,
- * code, message)`: the service's `{"error": {code, message}}`, or status 0 `unreachable`. */
-export async function callService(ErrorClass, base, method, path, { body, query, signal } = {}) {
+ * code, message)`: the service's `{"error": {code, message}}`, or status 0 `unreachable`.
+ * `token` goes as `Authorization: Bearer` (a player token). */
+export async function callService(ErrorClass, base, method, path, { body, query, signal, token } = {}) {
   const url = new URL(base.replace(/\/+$/, "") + path);
   for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
+  const headers = body === undefined ? {} : { "content-type": "application/json" };
+  if (token) headers.authorization = `Bearer ${token}`;
   let res;
   try {
     res = await fetch(url, {
-      method, signal,
-      headers: body === undefined ? {} : { "content-type": "application/json" },
+      method, signal, headers,
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (e) {

@@ -106,6 +106,58 @@ describe("stadium dev", () => {
   });
 });
 
+describe("stadium dev --secret: player tokens", () => {
+  let dev;
+  before(async () => {
+    // seats' join tokens last 2 s and the relay allows no leeway: a reconnect soon needs a fresh one
+    dev = await startDev(["--secret", "js-player-secret"], { env: { STADIUM_SEAT_TTL: "2", STADIUM_TOKEN_LEEWAY: "0" } });
+  });
+  after(() => dev.stop());
+
+  const playerToken = async (player) => (await post(`${dev.matchmaker}/dev/player-token`, "POST", { player })).token;
+  const clientOf = (token) => new Client(dev.relay, { WebSocket, matchmakerUrl: dev.matchmaker, playerToken: token,
+    minDelay: 50, maxDelay: 200 });
+
+  test("the dev log says player tokens are minted for anyone", () => {
+    assert.match(dev.log(), /dev auth\s+POST \S+\/dev\/player-token mints player tokens/);
+  });
+
+  test("matchmake sends the player's token; without one, or as another player, it is refused", async () => {
+    await assert.rejects(clientOf(null).matchmake("arena", { player: "vi" }), (e) => e instanceof MatchmakerError
+      && e.status === 401 && e.code === "missing_token");
+    await assert.rejects(clientOf(await playerToken("mallory")).matchmake("arena", { player: "vi" }),
+      (e) => e.status === 403 && e.code === "wrong_player");
+  });
+
+  test("a reconnect refused as expired gets a fresh join token for the same seat by itself", async () => {
+    const tia = clientOf(await playerToken("tia"));
+    const uma = clientOf(() => playerToken("uma")); // a function that gives the token works too
+    const [a, b] = await Promise.all([tia.matchmake("arena", { player: "tia", timeout: 20000 }),
+      uma.matchmake("arena", { player: "uma", timeout: 20000 })]);
+    assert.equal(a.match_id, b.match_id);
+    const room = tia.join(a);
+    await room.joined;
+    await new Promise((r) => setTimeout(r, a.expires * 1000 - Date.now() + 1200)); // the seat's token expired
+    const errors = [];
+    room.on("error", (e) => errors.push(e));
+    const reconnected = next(room, "reconnected", 15000);
+    room._ws.terminate(); // the connection drops
+    await reconnected;
+    assert.equal(room.status, "open");
+    assert.deepEqual(errors, [], "the expired token is replaced, not reported");
+    assert.ok(!room.url.includes(a.token));
+    const fresh = await tia.freshSeat(a);
+    assert.equal(fresh.room_id, a.room_id);
+    assert.equal(fresh.team, a.team);
+    await room.leave();
+    // without a player token the refusal is final, as before
+    const bare = clientOf(null).join(a, { maxRetries: 2 });
+    const closed = await next(bare, "close", 15000);
+    assert.equal(closed.error?.name, "TokenRefusedError");
+    assert.equal(closed.error?.code, "expired");
+  });
+});
+
 test("services that do not answer are a typed error with status 0", async () => {
   const port = await closedPort();
   const client = new Client("http://127.0.0.1:1", { WebSocket, matchmakerUrl: `http://127.0.0.1:${port}`,

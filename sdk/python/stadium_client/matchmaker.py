@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from websockets.exceptions import InvalidStatus
 
 from stadium_client.room import Room
 from stadium_client.service import ServiceClient, ServiceError
@@ -34,36 +37,68 @@ class Seat:
         return await Room.connect(self.url, self.token, **kw)
 
 
+def _bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 class MatchmakerClient(ServiceClient):
-    """`api_key` is only needed to post results (game servers hold it, game clients do not)."""
+    """`token`: the player token of the player this client acts for (from the game's own
+    backend; `stadium dev` mints them at POST /dev/player-token), sent with every ticket and
+    seat request; each of those methods also takes `token=` for another player. `api_key`:
+    the server key, which acts for any player and posts results (game servers hold it, game
+    clients do not)."""
 
     error = MatchmakerError
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 40.0) -> None:
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 40.0, *,
+                 token: str | None = None) -> None:
         super().__init__(base_url, api_key, timeout)  # long enough for a long-poll wait
+        self.token = token
+
+    def _auth(self, token: str | None) -> dict[str, str]:
+        return _bearer(token or self.token)
 
     async def create_ticket(self, queue: str, player: str, *, party: list[str] | None = None,
                             regions: dict[str, float] | None = None,
-                            attributes: dict[str, Any] | None = None) -> dict[str, Any]:
-        return dict(await self._call("POST", "/tickets", json={
-            "queue": queue, "player": player, "party": party or [],
-            "regions": regions or {}, "attributes": attributes or {}}))
+                            attributes: dict[str, Any] | None = None,
+                            party_token: str | None = None,
+                            token: str | None = None) -> dict[str, Any]:
+        """A waiting ticket; a party needs a `party_token` from the game's backend (unless
+        this client holds the server key)."""
+        body: dict[str, Any] = {"queue": queue, "player": player, "party": party or [],
+                                "regions": regions or {}, "attributes": attributes or {}}
+        if party_token is not None:
+            body["party_token"] = party_token
+        return dict(await self._call("POST", "/tickets", json=body,
+                                     headers=self._auth(token)))
 
-    async def ticket(self, ticket_id: str) -> dict[str, Any]:
-        return dict(await self._call("GET", f"/tickets/{ticket_id}"))
+    async def ticket(self, ticket_id: str, *, token: str | None = None) -> dict[str, Any]:
+        return dict(await self._call("GET", f"/tickets/{ticket_id}",
+                                     headers=self._auth(token)))
 
-    async def wait(self, ticket_id: str, timeout: float = 25.0) -> dict[str, Any]:
+    async def wait(self, ticket_id: str, timeout: float = 25.0, *,
+                   token: str | None = None) -> dict[str, Any]:
         """The ticket once it is no longer waiting, or still waiting after `timeout` s."""
         return dict(await self._call("GET", f"/tickets/{ticket_id}/wait",
-                                     params={"timeout": timeout}))
+                                     params={"timeout": timeout}, headers=self._auth(token)))
 
-    async def cancel(self, ticket_id: str) -> dict[str, Any]:
-        return dict(await self._call("DELETE", f"/tickets/{ticket_id}"))
+    async def cancel(self, ticket_id: str, *, token: str | None = None) -> dict[str, Any]:
+        return dict(await self._call("DELETE", f"/tickets/{ticket_id}",
+                                     headers=self._auth(token)))
+
+    async def fresh_seat(self, match_id: str, player: str | None = None, *,
+                         token: str | None = None) -> Seat:
+        """The player's seat in the match with a fresh join token, for getting back in after
+        the first one expired (the token's player; `player` with the server key)."""
+        body = {} if player is None else {"player": player}
+        return Seat(**await self._call("POST", f"/matches/{match_id}/seat", json=body,
+                                       headers=self._auth(token)))
 
     async def matchmake(self, queue: str, player: str, *, party: list[str] | None = None,
                         regions: dict[str, float] | None = None,
                         attributes: dict[str, Any] | None = None,
-                        timeout: float | None = None) -> Seat:
+                        timeout: float | None = None, party_token: str | None = None,
+                        token: str | None = None) -> Seat:
         """Queue and wait for `player`'s seat (the party's seats: `seats(ticket)`).
 
         Raises MatchmakerError when the ticket fails (code = its reason, e.g. `timeout`), and
@@ -71,17 +106,18 @@ class MatchmakerClient(ServiceClient):
         cancels its ticket too.
         """
         ticket = await self.create_ticket(queue, player, party=party, regions=regions,
-                                          attributes=attributes)
+                                          attributes=attributes, party_token=party_token,
+                                          token=token)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while ticket["status"] == "waiting":
                 left = 25.0 if deadline is None else min(25.0, deadline - time.monotonic())
                 if left <= 0:
-                    ticket = await self._give_up(ticket["id"])
+                    ticket = await self._give_up(ticket["id"], token)
                     break
-                ticket = await self.wait(ticket["id"], max(left, 0.05))
+                ticket = await self.wait(ticket["id"], max(left, 0.05), token=token)
         except asyncio.CancelledError:
-            await asyncio.shield(self._give_up(ticket["id"]))
+            await asyncio.shield(self._give_up(ticket["id"], token))
             raise
         if ticket["status"] == "matched":
             return self.seats(ticket)[player]
@@ -90,12 +126,13 @@ class MatchmakerClient(ServiceClient):
         raise MatchmakerError(0, str(ticket.get("reason", ticket["status"])),
                               f"ticket {ticket['id']} {ticket['status']}")
 
-    async def _give_up(self, ticket_id: str) -> dict[str, Any]:
+    async def _give_up(self, ticket_id: str, token: str | None) -> dict[str, Any]:
         try:
-            return await self.cancel(ticket_id)
+            return await self.cancel(ticket_id, token=token)
         except MatchmakerError as e:
             if e.code in ("already_matched", "already_failed"):
-                return await self.ticket(ticket_id)  # the matcher was first: keep the seat
+                # the matcher was first: keep the seat
+                return await self.ticket(ticket_id, token=token)
             raise
 
     @staticmethod
@@ -103,9 +140,19 @@ class MatchmakerClient(ServiceClient):
         """player -> Seat of a matched ticket (one per party member)."""
         return {p: Seat(**s) for p, s in ticket.get("seats", {}).items()}
 
-    async def join(self, seat: Seat, **kw: Any) -> Room:
-        """Open the seat's room on its relay."""
-        return await seat.join(**kw)
+    async def join(self, seat: Seat, *, token: str | None = None, **kw: Any) -> Room:
+        """Open the seat's room on its relay. When the relay refuses the seat's join token as
+        `expired` (a player back after the token's minute), ask for a fresh seat with the
+        player token and join with that."""
+        try:
+            return await seat.join(**kw)
+        except InvalidStatus as e:
+            if e.response.status_code != 401 or _refusal(e) != "expired" or \
+                    not (token or self.token or self._http.headers.get("X-API-Key")):
+                raise
+        player = None if token or self.token else seat.player
+        fresh = await self.fresh_seat(seat.match_id, player, token=token)
+        return await fresh.join(**kw)
 
     async def report(self, match_id: str, ranks: list[int]) -> dict[str, Any]:
         """Post a result (needs the server key): one rank per team, 1 won, equal ranks drew."""
@@ -127,3 +174,12 @@ class MatchmakerClient(ServiceClient):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def _refusal(e: InvalidStatus) -> str | None:
+    """The code of the relay's JSON error body of a refused upgrade."""
+    try:
+        code = json.loads(e.response.body or b"")["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return code if isinstance(code, str) else None
