@@ -10,22 +10,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import msgpack
 
+from relay.ws.frames import CLOSE_ABNORMAL, valid_close_code
+
 if TYPE_CHECKING:
     from relay.core.host import RoomHost
     from relay.core.runtime import RoomRuntime
 
-# Close codes the core itself sends (RFC 6455 7.4.1; WebTransport carries the same ones).
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_INTERNAL_ERROR = 1011
-CLOSE_ABNORMAL = 1006  # recorded, never sent: the connection ended without a close
+# The close codes (and which ones an endpoint may send) are RFC 6455's, which WebTransport
+# carries as they are; the core adds the one it sends when a seat changes hands.
 CLOSE_REPLACED = 4409  # a newer connection took this member's seat (Room.seats = "replace")
-_SENDABLE = frozenset((1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014))
-
-
-def valid_close_code(code: int) -> bool:
-    """A code an endpoint may send: the registered ones, or 3000-4999 for applications."""
-    return code in _SENDABLE or 3000 <= code <= 4999
 
 
 class Link(Protocol):

@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from relay.config import RelayConfig
-from relay.core.member import CLOSE_POLICY, Member
+from relay.core.member import Member
 from relay.core.stats import Stats
+from relay.ws.frames import CLOSE_POLICY
 
 if TYPE_CHECKING:
     from relay.core.runtime import RoomRuntime

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from relay.core.member import CLOSE_INTERNAL_ERROR, Member
+from relay.core.member import Member
 from relay.core.room import HANDLERS, Room, RoomStorage
+from relay.ws.frames import CLOSE_INTERNAL_ERROR
 
 if TYPE_CHECKING:
     from relay.core.host import RoomHost

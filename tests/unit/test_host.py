@@ -11,9 +11,10 @@ import pytest
 from relay import ConnectContext, Connection, Fixed, Room, State
 from relay.config import RelayConfig
 from relay.core.host import COUNTER_BITS, RoomHost
-from relay.core.member import CLOSE_INTERNAL_ERROR, CLOSE_POLICY, CLOSE_REPLACED
+from relay.core.member import CLOSE_REPLACED
 from relay.http import HttpError
 from relay.transports.memory import MemoryTransport, encode
+from relay.ws.frames import CLOSE_INTERNAL_ERROR, CLOSE_POLICY
 
 
 class Chat(Room):
