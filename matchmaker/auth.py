@@ -36,12 +36,6 @@ SERVER = Caller(None, True)
 ANYONE = Caller(None, True, known=False)
 
 
-def _bearer(authorization: str | None) -> str | None:
-    if authorization and authorization[:7].lower() == "bearer ":
-        return authorization[7:].strip()
-    return None
-
-
 def _same(given: str, key: str) -> bool:
     return hmac.compare_digest(given.encode(), key.encode())
 
@@ -69,7 +63,7 @@ class Auth:
         token refusal's reason). The message never quotes what was sent."""
         api_key = self.api_key
         if self.keys is None:
-            given = headers.get("x-api-key") or _bearer(headers.get("authorization"))
+            given = headers.get("x-api-key") or tokens.bearer(headers.get("authorization"))
             known = api_key is not None and given is not None and _same(given, api_key)
             return SERVER if known else ANYONE
         given_key = headers.get("x-api-key")
@@ -77,7 +71,7 @@ class Auth:
             if api_key is not None and _same(given_key, api_key):
                 return SERVER
             raise MatchmakerError(401, BAD_KEY, "X-API-Key is not the server key")
-        token = _bearer(headers.get("authorization"))
+        token = tokens.bearer(headers.get("authorization"))
         if not token:
             raise MatchmakerError(401, MISSING, "send the player's token (Authorization: "
                                   "Bearer <player token>) or the server key (X-API-Key)")

@@ -25,6 +25,7 @@ from relay.core.runtime import RoomRuntime
 from relay.core.stats import TICK_BUCKETS
 from relay.http import HttpError, Request, http_response
 from stadium import __version__
+from stadium.tokens import bearer
 
 if TYPE_CHECKING:
     from relay.server import Relay
@@ -103,10 +104,7 @@ class Console:
         key = self.relay.config.admin_key
         if key is None:  # stadium dev without a key: open, and its log says so
             return
-        given = req.headers.get("x-admin-key", "")
-        auth = req.headers.get("authorization", "")
-        if not given and auth[:7].lower() == "bearer ":
-            given = auth[7:].strip()
+        given = req.headers.get("x-admin-key") or bearer(req.headers.get("authorization")) or ""
         if not hmac.compare_digest(given.encode(), key.encode()):
             raise HttpError(401, "bad_admin_key", "the console's API needs the operator key "
                             "(Authorization: Bearer KEY, or X-Admin-Key)",

@@ -27,6 +27,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from stadium import tokens
 from stadium.config import ConfigError
 
 log = logging.getLogger("stadium.http")
@@ -60,9 +61,7 @@ def key_matches(api_key: str | None, x_api_key: str | None, authorization: str |
     service has none."""
     if api_key is None:
         return True
-    given = x_api_key or ""
-    if not given and authorization and authorization[:7].lower() == "bearer ":
-        given = authorization[7:].strip()
+    given = x_api_key or tokens.bearer(authorization) or ""
     return hmac.compare_digest(given.encode(), api_key.encode())
 
 

@@ -24,7 +24,7 @@ from stadium.keys import MIN_SECRET_BYTES, KeySet, SigningKey, VerificationKey
 
 __all__ = ["AUDIENCE", "DEFAULT_LEEWAY", "JOIN", "MAX_PARTY", "MAX_TOKEN_LENGTH", "PARTY",
            "PLAYER", "REASONS", "Claims", "PartyClaims", "PlayerClaims", "Signer", "TokenError",
-           "Verifier", "sign", "sign_party", "sign_player", "verify", "verify_party",
+           "Verifier", "bearer", "sign", "sign_party", "sign_player", "verify", "verify_party",
            "verify_player"]
 
 AUDIENCE = "stadium"
@@ -63,6 +63,13 @@ Verifier = str | bytes | KeySet
 
 Signer = str | bytes | SigningKey
 """What tokens are signed with: the shared secret (HS256, no kid), or a SigningKey."""
+
+
+def bearer(authorization: str | None) -> str | None:
+    """The credential of an `Authorization: Bearer ...` header; None for any other."""
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return None
 
 
 class TokenError(Exception):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from relay.config import RelayConfig
 from relay.http import HttpError, Request
 from stadium.keys import KeySet
-from stadium.tokens import Claims, TokenError, verify
+from stadium.tokens import Claims, TokenError, bearer, verify
 
 
 class Admission:
@@ -65,10 +65,7 @@ class Admission:
         bucket[0] = tokens - 1.0
         if self.keys is None:
             return None
-        token = req.query.get("token", "")
-        auth = req.headers.get("authorization", "")
-        if not token and auth[:7].lower() == "bearer ":
-            token = auth[7:].strip()
+        token = req.query.get("token") or bearer(req.headers.get("authorization")) or ""
         if not token:
             raise HttpError(401, "missing_token", "this relay needs a join token (?token=)")
         try:
