@@ -22,7 +22,7 @@ from matchmaker.seats import join_token_signer
 from matchmaker.store import Store
 from matchmaker.waiters import TicketWaiters
 from stadium.http import OneWriteHttpToolsProtocol
-from stadium.keys import MIN_SECRET_BYTES, SigningKey, verification_keys
+from stadium.keys import SigningKey, verification_keys, warn_if_short
 from stadium.redis_client import connect
 
 log = logging.getLogger("stadium.matchmaker")
@@ -56,9 +56,8 @@ class MatchmakerService:
         if self.signer is None:
             log.warning("no --secret or --signing-key: seats carry no join token (relays "
                         "must admit anyone)")
-        elif cfg.signing_key is None and len(str(cfg.secret).encode()) < MIN_SECRET_BYTES:
-            log.warning("--secret is shorter than %d bytes: fine for development, too weak "
-                        "for HS256 in production (RFC 7518)", MIN_SECRET_BYTES)
+        elif cfg.signing_key is None:
+            warn_if_short(str(cfg.secret), log)
         if not self.auth.checks_players:
             log.warning("no --secret or --token-key: player tokens are not checked, anyone "
                         "may queue, read and cancel tickets as any player")

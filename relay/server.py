@@ -29,7 +29,7 @@ from relay.snapshots import RedisSnapshots
 from relay.transports.websocket import Connection, WebSocketTransport
 from relay.ws.frames import encode_message
 from stadium import __version__
-from stadium.keys import MIN_SECRET_BYTES, verification_keys
+from stadium.keys import verification_keys, warn_if_short
 from stadium.redis_client import connect
 
 log = logging.getLogger("stadium.relay")
@@ -88,9 +88,8 @@ class Relay:
         if self.keys is None:
             log.warning("no --secret or --token-key: the relay admits every client without a "
                         "join token")
-        elif cfg.secret is not None and len(cfg.secret.encode()) < MIN_SECRET_BYTES:
-            log.warning("--secret is shorter than %d bytes: fine for development, too weak "
-                        "for HS256 in production (RFC 7518)", MIN_SECRET_BYTES)
+        elif cfg.secret is not None:
+            warn_if_short(cfg.secret, log)
         if cfg.redis_url:  # rooms live in memory; Redis holds this relay's directory entry
             self._directory = RelayDirectory(cfg.redis_url, cfg.public_url or self.url,
                                              lambda: self.ws.open_count, stats=self.stats)

@@ -4,6 +4,7 @@ from PEM files, and JWKS files; a token's `kid` header picks the key that checks
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,13 @@ ALGORITHMS = ("HS256", "ES256", "RS256")
 MIN_SECRET_BYTES = 32
 """RFC 7518 §3.2 wants an HS256 key at least as long as the hash; shorter ones still work
 (development secrets) and the services warn about them at start."""
+
+
+def warn_if_short(secret: str, log: logging.Logger) -> None:
+    """The start-up warning of a service signing or checking HS256 with a short secret."""
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        log.warning("--secret is shorter than %d bytes: fine for development, too weak "
+                    "for HS256 in production (RFC 7518)", MIN_SECRET_BYTES)
 
 MIN_RSA_BITS = 2048
 MAX_KID = 256
