@@ -77,18 +77,21 @@ class MemoryMember(Member):
         return self.phase == "open"
 
     def end(self, code: int, reason: str) -> None:
-        self._gone("closed", code, reason)
+        self._gone("closed", (code, reason))
 
     def abort(self, code: int, reason: str) -> None:
-        self._gone("aborted", code, reason)
+        self._gone("aborted", (code, reason))
 
-    def _gone(self, phase: str, code: int, reason: str) -> None:
+    def _gone(self, phase: str, close: tuple[int, str] | None) -> None:
+        """Out of its room, nothing more written to it; with `close`, what was queued before
+        the close still arrives."""
         if self.phase != "open":
             return
-        self.host.outbox.write_now(self, b"")  # what was queued before the close arrives
+        if close is not None:
+            self.host.outbox.write_now(self, b"")
+            self.close_code = close[0]
+            self.closed_with = close
         self.phase = phase
-        self.close_code = code
-        self.closed_with = (code, reason)
         self.host.leave(self)
         self.host.outbox.forget(self)
         self.link = None
@@ -113,11 +116,7 @@ class MemoryMember(Member):
 
     def leave(self) -> None:
         """The client goes away without a close (a dropped connection)."""
-        if self.phase == "open":
-            self.phase = "gone"
-            self.host.leave(self)
-            self.host.outbox.forget(self)
-            self.link = None
+        self._gone("gone", None)
 
 
 class MemoryTransport:
