@@ -22,7 +22,8 @@ from matchmaker.config import MatchmakerConfig
 from matchmaker.queues import Queue
 from matchmaker.service import MatchmakerService
 from relay.config import RelayConfig
-from relay.core.room import MAX_TICK_RATE, Room
+from relay.core.host import check_room_types
+from relay.core.room import Room
 from relay.demo import DemoSite
 from relay.games.arena import arena_room
 from relay.games.scores import ScoreBoards
@@ -46,13 +47,10 @@ def load_room_types(specs: Sequence[str]) -> dict[str, type[Room]]:
             obj = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as e:
             raise config.ConfigError(f"--room {spec!r}: {e}") from None
-        if not (isinstance(obj, type) and issubclass(obj, Room)):
-            raise config.ConfigError(f"--room {spec!r}: {attr} is not a relay.Room subclass")
-        rate = obj.tick_rate
-        if rate is not None and not 1 <= rate <= MAX_TICK_RATE:
-            raise config.ConfigError(
-                f"--room {spec!r}: tick_rate is {rate!r}; use 1-{MAX_TICK_RATE:g} Hz or None")
-        types[name] = obj
+        try:  # the relay's own checks: name, Room subclass, tick rate, seats
+            types[name] = check_room_types({name: obj})[name]
+        except (TypeError, ValueError) as e:
+            raise config.ConfigError(f"--room {spec!r}: {e}") from None
     return types
 
 

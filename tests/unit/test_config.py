@@ -80,7 +80,7 @@ def test_room_specs() -> None:
     types = load_room_types(["e=tests.rooms:EchoRoom"])
     assert types["e"].__name__ == "EchoRoom"
     for bad in ("nonsense", "x=tests.rooms", "x=no.such.module:A", "x=tests.rooms:Nope",
-                "x=argparse:ArgumentParser"):
+                "x=argparse:ArgumentParser", "bad name=tests.rooms:EchoRoom"):
         with pytest.raises(config.ConfigError):
             load_room_types([bad])
 
