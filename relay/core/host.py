@@ -59,7 +59,8 @@ def check_room_types(room_types: Mapping[str, type[Room]]) -> dict[str, type[Roo
             raise TypeError(f"room type {name!r}: {cls!r} is not a relay.Room subclass")
         rate = cls.tick_rate
         if rate is not None and not 1 <= rate <= MAX_TICK_RATE:
-            raise ValueError(f"room type {name!r}: tick_rate must be 1-{MAX_TICK_RATE:g} Hz")
+            raise ValueError(f"room type {name!r}: tick_rate is {rate!r}; use 1-"
+                             f"{MAX_TICK_RATE:g} Hz or None")
         if cls.seats not in SEAT_POLICIES:
             raise ValueError(f"room type {name!r}: seats must be one of {', '.join(SEAT_POLICIES)}")
         checked[name] = cls
