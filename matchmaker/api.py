@@ -35,10 +35,11 @@ from matchmaker.store import (
     check_player,
 )
 from matchmaker.waiters import TicketWaiters
-from stadium import __version__, tokens
+from stadium import __version__, once, tokens
 from stadium.http import (
     PLAYER_TOKEN,
     SERVER_KEY,
+    IdempotencyKey,
     JsonInt,
     JsonObject,
     MeasureRequests,
@@ -287,28 +288,33 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
 
     @app.post("/tickets", tags=["tickets"], status_code=201, response_model=TicketView,
               responses=error_responses({
-                  400: ["bad_player"], **unauthorized, **forbidden, 404: ["unknown_queue"],
-                  409: ["already_queued"],
+                  400: ["bad_player"], **unauthorized, **forbidden,
+                  404: ["unknown_queue", "unknown_ticket"], 409: ["already_queued"],
                   422: ["invalid_request", "duplicate_player", "party_too_large",
                         "too_many_regions", "unknown_region", "bad_latency",
-                        "attributes_too_large"],
+                        "attributes_too_large", once.REUSED],
                   503: ["queue_full", "redis_unavailable"]}))
-    async def create_ticket(body: TicketIn, caller: Caller = who) -> JSONResponse:
+    async def create_ticket(body: TicketIn, caller: Caller = who,
+                            idempotency_key: IdempotencyKey = None) -> JSONResponse:
         """Queue a player (and their party). The rating is the player's stored one. A player
         token queues its own player only, and a party with a party token of theirs; the
-        server key queues anyone."""
+        server key queues anyone. With an `Idempotency-Key`, a retry of a request that
+        created a ticket (also one answered 503 whose ticket was created) creates nothing and
+        answers that ticket as it is now (404 `unknown_ticket` once it has expired); keys
+        are the player's own, per queue."""
         regions, attributes = dict(body.regions), dict(body.attributes)
         store.check_ticket(body.queue, body.player, body.party, regions, attributes)
         auth.check_party(caller, body.player, body.party, body.party_token)
         try:
-            ticket = await store.create_ticket(body.queue, body.player, body.party, regions,
-                                               attributes)
+            ticket, created = await store.create_ticket(
+                body.queue, body.player, body.party, regions, attributes, idempotency_key)
         except AlreadyQueued as e:
             # the caller learns the id of a ticket they could read anyway, and no other
             if e.owned and e.ticket_id and caller.known and caller.owns(e.player):
                 raise e.naming() from None
             raise
-        metrics.tickets.labels(ticket.queue, "created").inc()
+        if created:
+            metrics.tickets.labels(ticket.queue, "created").inc()
         return JSONResponse(await store.ticket(ticket.id), status_code=201)
 
     @app.get("/tickets/{ticket_id}", tags=["tickets"], response_model=TicketView,
@@ -417,10 +423,15 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
     @app.post("/matches/{match_id}/result", tags=["matches"], dependencies=key,
               response_model=Reported, responses=error_responses({
                   **keyed, 404: ["unknown_match"], 409: ["result_reported"],
-                  422: ["invalid_request", "bad_ranks"], 503: ["busy", "redis_unavailable"]}))
-    async def post_result(match_id: MatchId, body: ResultIn) -> JSONResponse:
-        """Record the result once; every player's rating is updated."""
-        return JSONResponse(await store.report(match_id, body.ranks))
+                  422: ["invalid_request", "bad_ranks", once.REUSED],
+                  503: ["busy", "redis_unavailable"]}))
+    async def post_result(match_id: MatchId, body: ResultIn,
+                          idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        """Record the result once; every player's rating is updated. Another result for the
+        match is 409 `result_reported`, except a retry under the first one's
+        `Idempotency-Key`, which gets the first answer and writes nothing (also after a 503
+        whose result landed: the ratings are finished then if they were not)."""
+        return JSONResponse(await store.report(match_id, body.ranks, idempotency_key))
 
     @app.get("/players/{player}", tags=["players"], response_model=PlayerRating,
              responses=error_responses({400: ["bad_player"], **down}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stadium import once
 from stadium.config import ConfigError, setting
 from stadium.http import check_origins
 
@@ -63,12 +64,18 @@ class MatchmakerConfig:
         "whose pages may call this API; empty sends no CORS headers")
     max_long_poll: float = setting(
         30.0, "longest wait, in seconds, GET /tickets/{id}/wait may ask for")
+    idempotency_ttl: float = setting(
+        once.TTL, "seconds the Idempotency-Key of a ticket request is remembered: a retry "
+        "with the key within them gets the first ticket and creates nothing (a result's key "
+        "is kept with the match, --match-ttl)")
+    redis_timeout: float = setting(
+        5.0, "seconds to wait for Redis before a request answers 503 redis_unavailable")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0-65535, not {self.port}")
         for name in ("match_interval", "lease_ttl", "seat_ttl", "ticket_ttl", "match_ttl",
-                     "max_waiting", "max_long_poll"):
+                     "max_waiting", "max_long_poll", "idempotency_ttl", "redis_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
         if not self.seat_grace >= 0:

@@ -10,9 +10,12 @@
 |                            |        | `seats` (JSON report), `result` once posted          |
 | `mm:{Q}:seating`           | zset   | match ids not yet reported, scored by seat expiry ms |
 | `mm:{Q}:lease`             | string | id of the process running this queue's matcher (PX)  |
+| `mm:{Q}:once:{H}`          | string | `ticket-id fingerprint` of a ticket created under an |
+|                            |        | Idempotency-Key (H: digest of player and key; PX)    |
 | `mm:{Q}:changes`           | stream | changes to waiting: `+` id, `-` ids (entries 0-N)    |
 | `mm:player:{P}`            | string | the ticket a player waits in (at most one, any queue)|
 | `mm:ratings`               | hash   | player -> `mu sigma games`                            |
+| `{mm:ratings}:rated:{M}`   | string | match M's rating update, once applied (JSON answer)  |
 | `stadium:relays`           | hash   | relay URL -> `{"url", "load", "expires"}` (JSON)      |
 | `stadium:match:{M}:joined` | hash   | player -> unix ms of their first join (1 day)        |
 
@@ -24,6 +27,9 @@ Entries of `mm:{Q}:changes` have ids 0-1, 0-2, ... (`XADD ... 0-*`), so a reader
 0-N knows entries were trimmed when the next it finds is not 0-(N+1). The stream keeps about
 `CHANGES_KEPT` entries; a matcher further behind reads the waiting set in full.
 
+`{mm:ratings}:rated:{M}` hashes to the slot of `mm:ratings` (the hash tag is that key's
+name), so the script that updates ratings records in the same step that it did.
+
 The scripts that take tickets out of waiting (match, fail, cancel) publish their ids,
 space-separated, on the pub/sub channel `mm:ticket-events`; long-polls wait for that.
 
@@ -31,6 +37,8 @@ Ticket ids are `Q.<32 hex>` and match ids `Q.<16 hex>`, so either leads to its q
 """
 
 from __future__ import annotations
+
+from stadium import once
 
 RATINGS = "mm:ratings"
 TICKET_EVENTS = "mm:ticket-events"  # pub/sub: ids of tickets that stopped waiting
@@ -73,3 +81,13 @@ def lease(queue: str) -> str:
 
 def player(name: str) -> str:
     return f"mm:player:{name}"
+
+
+def ticket_once(queue: str, player: str, idempotency_key: str) -> str:
+    """The record of the ticket `player` created in `queue` under `idempotency_key`."""
+    return f"{_tag(queue)}:once:{once.digest(player, idempotency_key)}"
+
+
+def rated(match_id: str) -> str:
+    """The record of a match's rating update: on the slot of RATINGS."""
+    return f"{{{RATINGS}}}:rated:{match_id}"

@@ -14,13 +14,21 @@ local function log(k, op, ids)
 end
 """
 
-# KEYS: ticket, waiting, changes. ARGV: ticket id, data JSON, created ms, ttl s, max waiting.
+# KEYS: ticket, waiting, changes[, idempotency record]. ARGV: ticket id, data JSON,
+# created ms, ttl s, max waiting[, record value, record life ms]. 1 when created, 0 when the
+# queue is full; with a record: its value when it exists (then nothing is created), else it
+# is written with the ticket.
 CREATE = _LOG + """
+if KEYS[4] then
+  local seen = redis.call('GET', KEYS[4])
+  if seen then return seen end
+end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return 0 end
 redis.call('HSET', KEYS[1], 'data', ARGV[2], 'status', 'waiting')
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 log(3, '+', ARGV[1])
+if KEYS[4] then redis.call('SET', KEYS[4], ARGV[6], 'PX', ARGV[7]) end
 return 1
 """
 
@@ -137,24 +145,33 @@ if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1],
 return 1
 """
 
-# KEYS: match. ARGV: result JSON. The match data, or an error when unknown / reported.
+# KEYS: match. ARGV: result JSON, digest of its Idempotency-Key ('' for none). Records the
+# result unless the match has one. Returns {match data, false} when it recorded it, {match
+# data, the result before, its key digest or ''} when there was one; false for no match.
 RESULT = """
 local data = redis.call('HGET', KEYS[1], 'data')
-if not data then return redis.error_reply('UNKNOWN') end
+if not data then return false end
 if redis.call('HSETNX', KEYS[1], 'result', ARGV[1]) == 0 then
-  return redis.error_reply('REPORTED')
+  local before = redis.call('HMGET', KEYS[1], 'result', 'result_key')
+  return {data, before[1], before[2] or ''}
 end
-return data
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'result_key', ARGV[2]) end
+return {data, false}
 """
 
-# KEYS: ratings. ARGV: n, then n players, n expected values ('' for none), n new values.
-# Writes only when no rating changed since it was read; 1 when written.
+# KEYS: ratings, the match's rated record. ARGV: answer JSON, record life s, n, then n
+# players, n expected values ('' for none), n new values. Once per match: when the record
+# exists, its answer and nothing written; else writes only when no rating changed since it
+# was read, records the answer with them and returns it; 0 when a rating had changed.
 RATE = """
-local n = tonumber(ARGV[1])
+local done = redis.call('GET', KEYS[2])
+if done then return done end
+local n = tonumber(ARGV[3])
 for i = 1, n do
-  local now = redis.call('HGET', KEYS[1], ARGV[1 + i]) or ''
-  if now ~= ARGV[1 + n + i] then return 0 end
+  local now = redis.call('HGET', KEYS[1], ARGV[3 + i]) or ''
+  if now ~= ARGV[3 + n + i] then return 0 end
 end
-for i = 1, n do redis.call('HSET', KEYS[1], ARGV[1 + i], ARGV[1 + 2 * n + i]) end
-return 1
+for i = 1, n do redis.call('HSET', KEYS[1], ARGV[3 + i], ARGV[3 + 2 * n + i]) end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return ARGV[1]
 """

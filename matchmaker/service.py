@@ -49,9 +49,10 @@ class MatchmakerService:
 
     async def start(self) -> None:
         cfg = self.cfg
-        self.redis = await connect(self.redis_url)
+        self.redis = await connect(self.redis_url, timeout=cfg.redis_timeout)
         store = Store(self.redis, self.queues, ticket_ttl=cfg.ticket_ttl,
-                      match_ttl=cfg.match_ttl, max_waiting=cfg.max_waiting)
+                      match_ttl=cfg.match_ttl, max_waiting=cfg.max_waiting,
+                      idempotency_ttl=cfg.idempotency_ttl)
         metrics = Metrics()
         if self.signer is None:
             log.warning("no --secret or --signing-key: seats carry no join token (relays "

@@ -10,11 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.exceptions import ResponseError
-
 from matchmaker import keys, scripts
 from matchmaker.queues import Queue
 from matchmaker.ratings import Rating, rate
+from stadium import once
 
 PLAYER = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
 REGION = re.compile(r"[A-Za-z0-9_-]{1,32}")
@@ -135,12 +134,14 @@ class Store:
     """The matchmaker's Redis-facing functions, named after what they store."""
 
     def __init__(self, redis: Any, queues: dict[str, Queue], *, ticket_ttl: float = 600.0,
-                 match_ttl: float = 86400.0, max_waiting: int = 200000) -> None:
+                 match_ttl: float = 86400.0, max_waiting: int = 200000,
+                 idempotency_ttl: float = once.TTL) -> None:
         self.redis = redis
         self.queues = queues
         self.ticket_ttl = int(ticket_ttl)
         self.match_ttl = int(match_ttl)
         self.max_waiting = max_waiting
+        self.idempotency_ttl = idempotency_ttl
         self._create = redis.register_script(scripts.CREATE)
         self._cancel = redis.register_script(scripts.CANCEL)
         self._match = redis.register_script(scripts.MATCH)
@@ -163,30 +164,68 @@ class Store:
     # --- tickets -----------------------------------------------------------------------
     async def create_ticket(self, queue_name: str, player: str, party: Sequence[str] = (),
                             regions: dict[str, float] | None = None,
-                            attributes: dict[str, Any] | None = None) -> Ticket:
-        """A waiting ticket for `player` and their party; every one of them must be free."""
+                            attributes: dict[str, Any] | None = None,
+                            idempotency_key: str | None = None) -> tuple[Ticket, bool]:
+        """A waiting ticket for `player` and their party; every one of them must be free.
+        Returns it, and whether this call created it: with an `idempotency_key` under which
+        `player` created a ticket in this queue before (within `idempotency_ttl`), that
+        ticket and False, and nothing is written (404 `unknown_ticket` once it has expired)."""
         q, players, lat, attrs = self.check_ticket(queue_name, player, party, regions,
                                                    attributes)
+        record: tuple[str, str] | None = None
+        if idempotency_key is not None:
+            record = (keys.ticket_once(q.name, player, idempotency_key),
+                      once.fingerprint(players, lat, attrs))
+            seen = await self.redis.get(record[0])
+            if seen is not None:
+                return await self._created_before(seen, record[1]), False
         found = await self.ratings(players)
         ticket = Ticket(f"{q.name}.{secrets.token_hex(16)}", q.name, players,
                         [r.mu for r in found], [r.sigma for r in found], lat, time.time(), attrs)
+        script_keys = [keys.ticket(q.name, ticket.id), keys.waiting(q.name), keys.changes(q.name)]
+        args: list[Any] = [ticket.id, ticket.encode(), int(ticket.created * 1000),
+                           int(q.max_wait) + self.ticket_ttl, self.max_waiting]
+        if record is not None:
+            script_keys.append(record[0])
+            args += [f"{ticket.id} {record[1]}", max(1, int(self.idempotency_ttl * 1000))]
         held: list[str] = []
         try:
             for p in players:
                 await self._hold(p, ticket.id)
                 held.append(p)
-            ok = await self._create(
-                keys=[keys.ticket(q.name, ticket.id), keys.waiting(q.name),
-                      keys.changes(q.name)],
-                args=[ticket.id, ticket.encode(), int(ticket.created * 1000),
-                      int(q.max_wait) + self.ticket_ttl, self.max_waiting])
-            if not ok:
-                raise MatchmakerError(503, "queue_full", f"{q.name} has {self.max_waiting} "
-                                      "waiting tickets; try again later")
+        except AlreadyQueued:
+            await self.release(ticket.id, held)
+            if record is not None and (seen := await self.redis.get(record[0])) is not None:
+                return await self._created_before(seen, record[1]), False  # raced the first
+            raise
         except BaseException:
             await self.release(ticket.id, held)
             raise
-        return ticket
+        # Once the script is sent, the ticket may exist whatever the call raises (an answer
+        # lost with Redis stalled): the holds stay, and a later ticket of these players takes
+        # them over once this one is found not waiting (see _hold).
+        reply = await self._create(keys=script_keys, args=args)
+        if reply == 1:
+            return ticket, True
+        await self.release(ticket.id, held)
+        if reply == 0:
+            raise MatchmakerError(503, "queue_full", f"{q.name} has {self.max_waiting} "
+                                  "waiting tickets; try again later")
+        assert record is not None
+        return await self._created_before(reply, record[1]), False
+
+    async def _created_before(self, record: bytes | str, fingerprint: str) -> Ticket:
+        """The ticket an idempotency record names, when the record was made for this
+        request (else 422); 404 when the ticket has expired."""
+        ticket_id, first = _text(record).split(" ")
+        if first != fingerprint:
+            raise MatchmakerError(422, once.REUSED, "this Idempotency-Key was used for "
+                                  "another ticket request of this player")
+        raw = await self.redis.hget(keys.ticket(queue_of(ticket_id), ticket_id), "data")
+        if raw is None:
+            raise MatchmakerError(404, "unknown_ticket", "the ticket this Idempotency-Key "
+                                  "created has expired")
+        return Ticket.decode(raw)
 
     def check_ticket(self, queue_name: str, player: str, party: Sequence[str] = (),
                      regions: dict[str, float] | None = None,
@@ -479,9 +518,13 @@ class Store:
         raw = await self.redis.hmget(keys.RATINGS, list(players))
         return [Rating.decode(r) for r in raw]
 
-    async def report(self, match_id: str, ranks: Sequence[int]) -> dict[str, Any]:
+    async def report(self, match_id: str, ranks: Sequence[int],
+                     idempotency_key: str | None = None) -> dict[str, Any]:
         """Record a match's result once and update every player's rating (a match with bots
-        rates its humans against the bots' recorded ratings)."""
+        rates its humans against the bots' recorded ratings). Again with the first result's
+        `idempotency_key` (and ranks): the first answer, nothing written. A match's ratings
+        are updated once, also when a process stopped between the result and the ratings:
+        whoever posts next finishes it."""
         m = MATCH_ID.fullmatch(match_id)
         if m is None or m.group(1) not in self.queues:
             raise MatchmakerError(404, "unknown_match", f"no match {match_id[:80]!r}")
@@ -490,18 +533,33 @@ class Store:
                                             or not 1 <= r <= teams_count for r in ranks):
             raise MatchmakerError(422, "bad_ranks", f"give one rank (1-{teams_count}) per "
                                   f"team, in team order; 1 is the winner, equal ranks a draw")
-        try:
-            raw = await self._result(keys=[keys.match(m.group(1), match_id)],
-                                     args=[json.dumps({"ranks": list(ranks)})])
-        except ResponseError as e:
-            if "UNKNOWN" in str(e):
-                raise MatchmakerError(404, "unknown_match", f"no match {match_id!r} (or it "
-                                      "expired)") from None
-            if "REPORTED" in str(e):
-                raise MatchmakerError(409, "result_reported",
-                                      f"match {match_id} already has a result") from None
-            raise
-        match = json.loads(raw)
+        ranks = list(ranks)
+        key = "" if idempotency_key is None else once.digest(idempotency_key)
+        found = await self._result(keys=[keys.match(m.group(1), match_id)],
+                                   args=[json.dumps({"ranks": ranks}), key])
+        if found is None:
+            raise MatchmakerError(404, "unknown_match", f"no match {match_id!r} (or it "
+                                  "expired)")
+        match = json.loads(found[0])
+        if found[1] is None:
+            return await self._rate_once(match_id, match, ranks)
+        first = json.loads(found[1])["ranks"]
+        retry = key != "" and _text(found[2]) == key
+        if retry and first != ranks:
+            raise MatchmakerError(422, once.REUSED, "this Idempotency-Key was used for another "
+                                  "result of this match")
+        answer = await self._rate_once(match_id, match, first)
+        if not retry:
+            raise MatchmakerError(409, "result_reported",
+                                  f"match {match_id} already has a result")
+        return answer
+
+    async def _rate_once(self, match_id: str, match: dict[str, Any],
+                         ranks: list[int]) -> dict[str, Any]:
+        """The match's rating update, made now unless it was made before: its answer."""
+        done = await self.redis.get(keys.rated(match_id))
+        if done is not None:
+            return dict(json.loads(done))
         teams: list[list[str]] = match["teams"]
         # Bots play with the ratings the match recorded; only the humans' new ones are kept.
         # A team may be all bots, never empty.
@@ -517,11 +575,14 @@ class Store:
                 i += len(team)
             new = [r for team, rated in zip(teams, rate(grouped, ranks), strict=True)
                    for r in rated[:len(team)]]
-            args: list[Any] = [len(players), *players,
+            answer = {"match_id": match_id, "ranks": ranks,
+                      "ratings": {p: {"mu": r.mu, "sigma": r.sigma, "games": r.games}
+                                  for p, r in zip(players, new, strict=True)}}
+            args: list[Any] = [json.dumps(answer), self.match_ttl, len(players), *players,
                                *("" if r is None else _text(r) for r in old_raw),
                                *(r.encode() for r in new)]
-            if await self._rate(keys=[keys.RATINGS], args=args):
-                return {"match_id": match_id, "ranks": list(ranks),
-                        "ratings": {p: {"mu": r.mu, "sigma": r.sigma, "games": r.games}
-                                    for p, r in zip(players, new, strict=True)}}
+            applied = await self._rate(keys=[keys.RATINGS, keys.rated(match_id)], args=args)
+            if applied:
+                return dict(json.loads(applied))
         raise MatchmakerError(503, "busy", "ratings kept changing; post the result again")
+

@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request, Security
+from fastapi import FastAPI, Header, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -27,7 +27,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from stadium import tokens
+from stadium import once, tokens
 from stadium.config import ConfigError
 
 log = logging.getLogger("stadium.http")
@@ -35,7 +35,7 @@ log = logging.getLogger("stadium.http")
 ORIGIN = re.compile(r"https?://[^/\s?#]+")
 # What a game page needs: reads, tickets, and the key header for tools that hold one.
 METHODS = ["GET", "POST", "PUT", "DELETE"]
-HEADERS = ["content-type", "x-api-key", "authorization"]
+HEADERS = ["content-type", "x-api-key", "authorization", "idempotency-key"]
 PREFLIGHT_CACHE = 600  # seconds a browser may reuse a preflight answer
 
 
@@ -155,6 +155,14 @@ def anchored(regex: re.Pattern[str]) -> str:
     """A regex the services fullmatch, as a JSON Schema pattern (which searches: anchored;
     `$` there matches only at the end, as fullmatch does)."""
     return f"^(?:{regex.pattern})$" if "|" in regex.pattern else f"^{regex.pattern}$"
+
+
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", pattern=anchored(once.KEY), min_length=1, max_length=255,
+    description="one key per logical request, the same on its retries (1-255 printable ASCII): "
+    "a retry of a request already applied gets its first outcome and writes nothing; kept "
+    "--idempotency-ttl seconds (a day)")]
+"""The Idempotency-Key header of a write route (see stadium.once)."""
 
 
 _KEY_HEADER = APIKeyHeader(name="X-API-Key", scheme_name="serverKey", auto_error=False,

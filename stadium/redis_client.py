@@ -8,13 +8,15 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 
-async def connect(url: str) -> Any:
-    """A client for `url`: a cluster client when the server runs in cluster mode."""
-    probe = aioredis.from_url(url)
+async def connect(url: str, timeout: float | None = None) -> Any:
+    """A client for `url`: a cluster client when the server runs in cluster mode. With a
+    `timeout`, a command Redis has not answered within it raises TimeoutError (the command
+    may still run)."""
+    probe = aioredis.from_url(url, socket_timeout=timeout)
     try:
         info = await probe.info("cluster")
     finally:
         await probe.aclose()
     if info.get("cluster_enabled"):
-        return RedisCluster.from_url(url)
-    return aioredis.from_url(url)
+        return RedisCluster.from_url(url, socket_timeout=timeout)
+    return aioredis.from_url(url, socket_timeout=timeout)

@@ -46,7 +46,7 @@ async def _ranges(redis: object) -> int:
 
 async def _alone(store: Store, name: str) -> Ticket:
     """A ticket nobody can be matched with: a region of its own."""
-    return await store.create_ticket("ch", name, regions={f"r-{name}": 20.0})
+    return (await store.create_ticket("ch", name, regions={f"r-{name}": 20.0}))[0]
 
 
 def _held(matcher: QueueMatcher, tickets: list[Ticket]) -> bool:

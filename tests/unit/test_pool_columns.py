@@ -151,13 +151,13 @@ async def test_passes_read_each_ticket_once_and_drop_those_that_leave(redis_url:
         matcher = QueueMatcher(store, queue, Metrics(), owner="test", secret="s", seat_ttl=10,
                                lease_ttl=5)
         # each in a region of its own: nobody can be matched with anybody
-        alone = [await store.create_ticket("cols", f"solo{i}", regions={f"x{i}": 20.0})
+        alone = [(await store.create_ticket("cols", f"solo{i}", regions={f"x{i}": 20.0}))[0]
                  for i in range(40)]
         assert await matcher.step() == 0
         assert len(matcher._columns) == 40
         for t in alone[:10]:
             await store.cancel(t.id)
-        newer = [await store.create_ticket("cols", f"late{i}", regions={f"y{i}": 20.0})
+        newer = [(await store.create_ticket("cols", f"late{i}", regions={f"y{i}": 20.0}))[0]
                  for i in range(5)]
         before = await _calls(redis, "hget")
         ranges = await _calls(redis, "zrange")
@@ -171,7 +171,7 @@ async def test_passes_read_each_ticket_once_and_drop_those_that_leave(redis_url:
         assert (matcher._columns.rows(sorted(waiting)) >= 0).all()
         # two who fit each other, with a relay in the directory: one match, rows freed
         await write_relay(redis, "ws://relay.test:1")
-        pair = [await store.create_ticket("cols", p, regions={"eu": 30.0}) for p in "ab"]
+        pair = [(await store.create_ticket("cols", p, regions={"eu": 30.0}))[0] for p in "ab"]
         assert await matcher.step() == 1
         assert len(matcher._columns) == len(waiting)
         for t in pair:

@@ -61,16 +61,18 @@ class MatchmakerClient(ServiceClient):
     async def create_ticket(self, queue: str, player: str, *, party: list[str] | None = None,
                             regions: dict[str, float] | None = None,
                             attributes: dict[str, Any] | None = None,
-                            party_token: str | None = None,
-                            token: str | None = None) -> dict[str, Any]:
+                            party_token: str | None = None, token: str | None = None,
+                            idempotency_key: str | None = None) -> dict[str, Any]:
         """A waiting ticket; a party needs a `party_token` from the game's backend (unless
-        this client holds the server key)."""
+        this client holds the server key). Sent with an Idempotency-Key (`idempotency_key`,
+        or a new one) and retried under it after a 503 or a lost answer, so it makes one
+        ticket."""
         body: dict[str, Any] = {"queue": queue, "player": player, "party": party or [],
                                 "regions": regions or {}, "attributes": attributes or {}}
         if party_token is not None:
             body["party_token"] = party_token
-        return dict(await self._call("POST", "/tickets", json=body,
-                                     headers=self._auth(token)))
+        return dict(await self._write_once("POST", "/tickets", idempotency_key, json=body,
+                                           headers=self._auth(token)))
 
     async def ticket(self, ticket_id: str, *, token: str | None = None) -> dict[str, Any]:
         return dict(await self._call("GET", f"/tickets/{ticket_id}",
@@ -154,10 +156,12 @@ class MatchmakerClient(ServiceClient):
         fresh = await self.fresh_seat(seat.match_id, player, token=token)
         return await fresh.join(**kw)
 
-    async def report(self, match_id: str, ranks: list[int]) -> dict[str, Any]:
-        """Post a result (needs the server key): one rank per team, 1 won, equal ranks drew."""
-        return dict(await self._call("POST", f"/matches/{match_id}/result",
-                                     json={"ranks": ranks}))
+    async def report(self, match_id: str, ranks: list[int], *,
+                     idempotency_key: str | None = None) -> dict[str, Any]:
+        """Post a result (needs the server key): one rank per team, 1 won, equal ranks drew.
+        Sent with an Idempotency-Key and retried under it, as `create_ticket`."""
+        return dict(await self._write_once("POST", f"/matches/{match_id}/result",
+                                           idempotency_key, json={"ranks": ranks}))
 
     async def match(self, match_id: str) -> dict[str, Any]:
         return dict(await self._call("GET", f"/matches/{match_id}"))
