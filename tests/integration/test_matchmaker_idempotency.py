@@ -233,10 +233,11 @@ async def test_a_retried_result_with_its_key_rates_once(tmp_path: Path) -> None:
         assert first.status_code == again.status_code == 200
         assert again.json() == first.json()
         assert await _games(http, "ann") == await _games(http, "bob") == 1
-        for headers, ranks, status in (
-                ({"Idempotency-Key": "r-1"}, [2, 1], 422),  # the key, another result
-                ({"Idempotency-Key": "r-2"}, [1, 2], 409),  # another key
-                ({}, [1, 2], 409)):  # no key
+        cases: list[tuple[dict[str, str], list[int], int]] = [
+            ({"Idempotency-Key": "r-1"}, [2, 1], 422),  # the key, another result
+            ({"Idempotency-Key": "r-2"}, [1, 2], 409),  # another key
+            ({}, [1, 2], 409)]  # no key
+        for headers, ranks, status in cases:
             r = await http.post(url, json={"ranks": ranks}, headers={**SERVER, **headers})
             assert r.status_code == status, r.text
         assert await _games(http, "ann") == await _games(http, "bob") == 1
