@@ -1,6 +1,6 @@
 // Queueing with the matchmaker service: create a ticket, long-poll it until it has a seat.
 import { MatchmakerError } from "./errors.js";
-import { callService } from "./service.js";
+import { callService, writeOnce } from "./service.js";
 
 const LONG_POLL = 25; // seconds per wait request; the service allows up to --max-long-poll (30)
 
@@ -21,7 +21,8 @@ export async function matchmake(baseUrl, queue, { player, party = [], regions = 
   const call = (method, path, opts) => callService(MatchmakerError, baseUrl, method, path, { ...opts, token: bearer });
   const body = { queue, player, party, regions, attributes };
   if (partyToken) body.party_token = partyToken;
-  let ticket = await call("POST", "/tickets", { body, signal });
+  // one ticket however often the request is retried (after a 503, or an answer lost)
+  let ticket = await writeOnce(MatchmakerError, baseUrl, "POST", "/tickets", { body, signal, token: bearer });
   const deadline = timeout === null ? null : Date.now() + timeout;
   try {
     while (ticket.status === "waiting") {

@@ -2,14 +2,18 @@
 
 import { redactUrl } from "./errors.js";
 
+const RETRIES = 2; // more attempts of a write under its Idempotency-Key, after a 503 or no answer
+
 /** `method path` on `base`; resolves with the JSON body, rejects with `new ErrorClass(status,
  * code, message)`: the service's `{"error": {code, message}}`, or status 0 `unreachable`.
- * `token` goes as `Authorization: Bearer` (a player token). */
-export async function callService(ErrorClass, base, method, path, { body, query, signal, token } = {}) {
+ * `token` goes as `Authorization: Bearer` (a player token), `idempotencyKey` as
+ * `Idempotency-Key`. */
+export async function callService(ErrorClass, base, method, path, { body, query, signal, token, idempotencyKey } = {}) {
   const url = new URL(base.replace(/\/+$/, "") + path);
   for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
   const headers = body === undefined ? {} : { "content-type": "application/json" };
   if (token) headers.authorization = `Bearer ${token}`;
+  if (idempotencyKey) headers["idempotency-key"] = idempotencyKey;
   let res;
   try {
     res = await fetch(url, {
@@ -37,4 +41,26 @@ export async function callService(ErrorClass, base, method, path, { body, query,
   }
   if (json === null) throw new ErrorClass(res.status, "bad_response", `${redactUrl(url.href)} did not answer JSON`, { url: redactUrl(url.href) });
   return json;
+}
+
+/** `callService` for a write: sent with a new Idempotency-Key and retried under it (after 0.2 s,
+ * then 0.4 s) when the service answers 503 or cannot be reached, so the service applies it once
+ * however many attempts arrive. */
+export async function writeOnce(ErrorClass, base, method, path, opts = {}) {
+  const idempotencyKey = newKey();
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await callService(ErrorClass, base, method, path, { ...opts, idempotencyKey });
+    } catch (e) {
+      if (attempt >= RETRIES || !(e instanceof ErrorClass) || (e.status !== 503 && e.status !== 0)) throw e;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
+    opts.signal?.throwIfAborted();
+  }
+}
+
+/** 128 random bits as hex (crypto.getRandomValues: also on pages served over plain http). */
+function newKey() {
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }

@@ -1,6 +1,7 @@
 // matchmake, join(seat) and leaderboard against a real `stadium dev` (matchmaker, leaderboard, relay).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import http from "node:http";
 import net from "node:net";
 import WebSocket from "ws";
 import { Client, LeaderboardError, MatchmakerError, unpack } from "../src/index.js";
@@ -73,6 +74,48 @@ describe("stadium dev", () => {
     });
     const view = await (await fetch(`${dev.matchmaker}/tickets/${ticket}`)).json();
     assert.equal(view.status, "cancelled");
+  });
+
+  test("a ticket request whose answer was lost is retried under its Idempotency-Key: one ticket", async () => {
+    // in front of the matchmaker: the first POST /tickets reaches it, its answer is replaced by a 503
+    const seen = [];
+    const front = http.createServer(async (req, res) => {
+      const chunks = [];
+      for await (const c of req) chunks.push(c);
+      const headers = { ...req.headers };
+      delete headers.host;
+      delete headers["content-length"];
+      const answer = await fetch(dev.matchmaker + req.url, { method: req.method, headers,
+        body: chunks.length ? Buffer.concat(chunks) : undefined });
+      const text = await answer.text();
+      if (req.method === "POST" && req.url === "/tickets") {
+        seen.push({ key: req.headers["idempotency-key"], id: JSON.parse(text).id });
+        if (seen.length === 1) {
+          res.writeHead(503, { "content-type": "application/json" });
+          return res.end(JSON.stringify({ error: { code: "redis_unavailable", message: "lost" } }));
+        }
+      }
+      res.writeHead(answer.status, { "content-type": "application/json" });
+      res.end(text);
+    });
+    await new Promise((resolve) => front.listen(0, "127.0.0.1", resolve));
+    const lossy = new Client(dev.relay, { WebSocket, matchmakerUrl: `http://127.0.0.1:${front.address().port}` });
+    try {
+      let ticket;
+      await assert.rejects(lossy.matchmake("2v2", { player: "retrying", timeout: 600 }), (e) => {
+        ticket = e.ticket;
+        return e.code === "matchmake_timeout";
+      });
+      assert.equal(seen.length, 2);
+      assert.match(seen[0].key, /^[0-9a-f]{32}$/);
+      assert.equal(seen[1].key, seen[0].key);
+      assert.equal(seen[1].id, seen[0].id); // the retry got the ticket the first request made
+      assert.equal(ticket, seen[0].id);
+      const view = await (await fetch(`${dev.matchmaker}/tickets/${ticket}`)).json();
+      assert.equal(view.status, "cancelled");
+    } finally {
+      front.close();
+    }
   });
 
   test("leaderboard top(limit) and rank(player) read what the game server posted", async () => {
