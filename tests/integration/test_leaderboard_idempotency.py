@@ -189,3 +189,20 @@ async def test_a_board_change_answered_503_whose_write_landed_answers_its_first_
         # without a key the same request is another change
         assert (await http.put("/boards/late", json={"operator": "incr"})).status_code == 200
 
+
+async def test_the_python_sdk_retries_a_board_change_under_one_key() -> None:
+    async with _leaderboard("--redis-timeout", "0.5") as (redis, http):
+        assert redis.pid is not None
+        board = LeaderboardClient(str(http.base_url))
+        await board.configure("gems", operator="incr")  # loads the script
+        os.kill(redis.pid, signal.SIGSTOP)
+        asyncio.get_running_loop().call_later(
+            1.3, os.kill, redis.pid, signal.SIGCONT)  # after a 503 or two
+        settings = await board.configure("late", operator="incr", periods=["daily"])
+        assert settings["operator"] == "incr" and settings["periods"] == ["daily"]
+        assert await _settings(http, "late") == settings
+        # every attempt went under the first one's key: one record, which the retries
+        # answered from (a key per attempt would leave a record each)
+        assert redis.command("EVAL", "return #redis.call('KEYS', ARGV[1])", "0",
+                             "lb:{late}:once:*") == "1"
+        await board.close()
