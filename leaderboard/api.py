@@ -72,8 +72,9 @@ _PLAYER_ID: dict[str, JsonValue] = {"pattern": anchored(NAME), "minLength": 1, "
 
 IdempotencyKey = Annotated[str | None, Header(
     alias="Idempotency-Key", pattern=anchored(IDEMPOTENCY_KEY), min_length=1, max_length=255,
-    description="one key per logical submit, the same on its retries (printable ASCII); "
-    "kept --idempotency-ttl seconds (a day)")]
+    description="one key per logical write, the same on its retries (printable ASCII); a "
+    "retry answers the first outcome and writes nothing; kept per board for "
+    "--idempotency-ttl seconds (a day)")]
 
 
 class BoardSettings(BaseModel):
@@ -434,12 +435,17 @@ def create_app(store: Store, api_key: str | None, cors_origins: Sequence[str] = 
              responses={201: {"model": BoardView, "description": "Created"},
                         **error_responses({
                             400: ["bad_board_name"], **keyed, 409: ["board_has_entries"],
-                            422: ["invalid_request", "bad_period", "bad_reset_time"],
+                            422: ["invalid_request", "bad_period", "bad_reset_time",
+                                  "idempotency_key_reused"],
                             **down})})
-    async def put_board(board: BoardName, settings: BoardSettings) -> JSONResponse:
+    async def put_board(board: BoardName, settings: BoardSettings,
+                        idempotency_key: IdempotencyKey = None) -> JSONResponse:
         """Create a board (201) or change its settings (200). Order and operator are fixed
-        once the board has entries."""
-        _, created = await store.put_board(board, Board(**settings.model_dump()))
+        once the board has entries. With an `Idempotency-Key`, a retry of a change already
+        applied writes nothing and gets the first answer again (201 if that one created the
+        board)."""
+        _, created = await store.put_board(board, Board(**settings.model_dump()),
+                                           idempotency_key)
         return JSONResponse({"board": board, **settings.model_dump()},
                             status_code=201 if created else 200)
 
@@ -516,9 +522,13 @@ def create_app(store: Store, api_key: str | None, cors_origins: Sequence[str] = 
     @app.delete("/boards/{board}/players/{player}", dependencies=writer, tags=["scores"],
                 response_model=Removed, responses=error_responses({
                     400: ["bad_board_name", "bad_player"], **keyed,
-                    404: ["unknown_board", "unknown_player"], **down}))
-    async def remove(board: BoardName, player: PlayerName) -> JSONResponse:
-        removed = await store.remove(board, player)
+                    404: ["unknown_board", "unknown_player"],
+                    422: ["invalid_request", "idempotency_key_reused"], **down}))
+    async def remove(board: BoardName, player: PlayerName,
+                     idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        """Remove the player from every period of the board. With an `Idempotency-Key`, a
+        retry of a removal already applied gets the first answer again (not 404)."""
+        removed = await store.remove(board, player, idempotency_key)
         if not removed:
             raise BoardError(404, "unknown_player", f"{player!r} has no score on {board}")
         return JSONResponse({"board": board, "player": player, "removed_from_periods": removed})

@@ -37,8 +37,9 @@ class LeaderboardConfig:
         "1 sends each on its own")
 
     idempotency_ttl: float = setting(
-        IDEMPOTENCY_TTL, "seconds a score submit's Idempotency-Key is remembered: a retry with "
-        "the key within them gets the first outcome and writes nothing")
+        IDEMPOTENCY_TTL, "seconds the Idempotency-Key of a write (a score submit, a board's "
+        "settings, a player's removal) is remembered: a retry with the key within them gets "
+        "the first outcome and writes nothing")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

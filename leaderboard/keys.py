@@ -8,7 +8,7 @@ so a board's keys sit on one slot and one script can touch them all on Redis Clu
 | `lb:{B}:i:{period}`          | hash   | player -> its member in that period's zset         |
 | `lb:{B}:meta`                | hash   | player -> metadata (JSON text)                     |
 | `lb:{B}:periods`             | set    | every period id written (to remove a player from all) |
-| `lb:{B}:once:{K}`            | string | a submit's outcome under Idempotency-Key K (hashed) |
+| `lb:{B}:once:{K}`            | string | a write's outcome under Idempotency-Key K (hashed) |
 
 `period` is `all`, or `d:2026-11-23`, `w:2026-W47`, `m:2026-11`.
 
@@ -59,8 +59,9 @@ def member(order: str, at_ms: int, player: str) -> str:
     return f"{9999999999999 - at_ms if order == 'desc' else at_ms:013d}{player}"
 
 
-def submitted_once(board: str, idempotency_key: str) -> str:
-    """Where the outcome of a submit made with `idempotency_key` is kept (the key hashed:
-    any printable text, one length)."""
+def once(board: str, idempotency_key: str) -> str:
+    """Where the outcome of a write to the board (a submit, a change of its settings, a
+    player's removal) made with `idempotency_key` is kept (the key hashed: any printable
+    text, one length). One namespace per board, whatever the write."""
     digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
     return f"{_tag(board)}:once:{digest}"

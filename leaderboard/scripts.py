@@ -199,21 +199,46 @@ end
 return removed
 """
 
-# SUBMIT once per Idempotency-Key. KEYS: the key's record, then SUBMIT's keys. ARGV: the
-# record's life (ms), the request's fingerprint, then SUBMIT's arguments. A key seen before
-# answers {'SEEN', msgpack [fingerprint, replies]} and writes nothing; else SUBMIT runs and
-# its replies are kept under the key, in the same script, so a write that lands is always
-# recorded with it (also when the caller timed out and never saw the reply).
-SUBMIT_ONCE = """
+# KEYS: config, all-time zset. ARGV: the settings (JSON). Sets them, unless order or operator
+# would change on a board with entries: then writes nothing and answers 'ENTRIES'. Answers 1
+# when the board is new, else 0.
+PUT_BOARD = """
+local old = redis.call('GET', KEYS[1])
+if old then
+  local was, new = cjson.decode(old), cjson.decode(ARGV[1])
+  if (was.order ~= new.order or was.operator ~= new.operator)
+      and redis.call('EXISTS', KEYS[2]) == 1 then
+    return 'ENTRIES'
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+if old then return 0 end
+return 1
+"""
+
+
+def once(body: str) -> str:
+    """The script `body` run once per Idempotency-Key. KEYS: the key's record, then the
+    body's keys. ARGV: the record's life (ms), the request's fingerprint, then the body's
+    arguments. A key seen before answers {'SEEN', msgpack [fingerprint, reply]} and writes
+    nothing; else the body runs and its reply is kept under the key, in the same script, so
+    a write that lands is always recorded with it (also when the caller timed out and never
+    saw the reply)."""
+    return """
 local record = table.remove(KEYS, 1)
 local life = table.remove(ARGV, 1)
 local fingerprint = table.remove(ARGV, 1)
 local seen = redis.call('GET', record)
 if seen then return {'SEEN', seen} end
-local function submit()
-""" + SUBMIT + """
+local function body()
+""" + body + """
 end
-local replies = submit()
-redis.call('SET', record, cmsgpack.pack({fingerprint, replies}), 'PX', life)
-return replies
+local reply = body()
+redis.call('SET', record, cmsgpack.pack({fingerprint, reply}), 'PX', life)
+return reply
 """
+
+
+SUBMIT_ONCE = once(SUBMIT)
+PUT_BOARD_ONCE = once(PUT_BOARD)
+REMOVE_ONCE = once(REMOVE)

@@ -21,7 +21,7 @@ from leaderboard.batch import CHUNK, ScriptBatcher
 
 # Single-score submits to one board merged into one script call, at most (see `_Merge`).
 COALESCE = 8
-IDEMPOTENCY_TTL = 86400.0  # seconds a submit's Idempotency-Key and its outcome are kept
+IDEMPOTENCY_TTL = 86400.0  # seconds a write's Idempotency-Key and its outcome are kept
 IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")  # printable ASCII, as the IETF draft's keys
 
 # Matched with fullmatch: `$` would also accept a trailing newline.
@@ -132,7 +132,10 @@ class Store:
         self._around = redis.register_script(scripts.AROUND)
         self._ranks = redis.register_script(scripts.RANKS)
         self._remove = redis.register_script(scripts.REMOVE)
+        self._put_board = redis.register_script(scripts.PUT_BOARD)
         self._submit_once = redis.register_script(scripts.SUBMIT_ONCE)
+        self._put_board_once = redis.register_script(scripts.PUT_BOARD_ONCE)
+        self._remove_once = redis.register_script(scripts.REMOVE_ONCE)
         self.idempotency_ttl = idempotency_ttl
         # A cluster client routes each call by its keys; a single server takes batches.
         self._batcher = None if isinstance(redis, RedisCluster) else \
@@ -150,18 +153,26 @@ class Store:
             return await script(keys=keys, args=args)
         return await self._batcher.run(script, keys, args)
 
-    async def put_board(self, name: str, board: Board) -> tuple[Board, bool]:
-        """Create or change a board; order and operator of a board with entries are fixed."""
+    async def put_board(self, name: str, board: Board,
+                        idempotency_key: str | None = None) -> tuple[Board, bool]:
+        """Create or change a board, in one script; order and operator of a board with
+        entries are fixed. With an `idempotency_key` seen before, nothing is written and
+        the first outcome is given again (`created` included)."""
         check_board_name(name)
         board.check()
-        old = await self.get_board(name, missing_ok=True)
-        if old is not None and (old.order, old.operator) != (board.order, board.operator) \
-                and await self.redis.exists(keys.entries(name, "all")):
+        settings = json.dumps(asdict(board))
+        key_list = [keys.config(name), keys.entries(name, "all")]
+        if idempotency_key is None:
+            reply = await self._eval(self._put_board, key_list, [settings])
+        else:
+            reply = await self._once(name, idempotency_key, "put", [settings],
+                                     self._put_board_once, key_list, [settings])
+        # Read again on next use: a replay wrote nothing, and the board may have changed since.
+        self._settings.pop(name, None)
+        if reply == b"ENTRIES":
             raise BoardError(409, "board_has_entries",
                              "order and operator cannot change once a board has entries")
-        await self.redis.set(keys.config(name), json.dumps(asdict(board)))
-        self._settings[name] = (time.monotonic() + self.settings_ttl, board)
-        return board, old is None
+        return board, bool(reply)
 
     async def get_board(self, name: str, missing_ok: bool = False) -> Board | None:
         check_board_name(name)
@@ -224,8 +235,10 @@ class Store:
                                  f"{board.metadata_max_bytes} bytes")
             argv_entries += [player, repr(float(score)), meta_text]
         if idempotency_key is not None:
-            raw = await self._submit_with_key(name, board, idempotency_key, argv_entries,
-                                              time.time() if at is None else at)
+            key_list, argv = self._submit_head(name, board, time.time() if at is None else at)
+            raw = (await self._once(name, idempotency_key, "submit", argv_entries,
+                                    self._submit_once, key_list,
+                                    [*argv, len(entries), *argv_entries]))[0]
         elif at is None and len(entries) == 1 and self.coalesce > 1 \
                 and self._batcher is not None:
             raw = await self._merged(name, board, entries[0]["player"], argv_entries)
@@ -247,25 +260,23 @@ class Store:
                 for p in range(len(names))}})
         return out
 
-    async def _submit_with_key(self, name: str, board: Board, idempotency_key: str,
-                               argv_entries: list[Any], now: float) -> Any:
-        """The reply of a SUBMIT made once under `idempotency_key` (see SUBMIT_ONCE)."""
+    async def _once(self, name: str, idempotency_key: str, operation: str, request: list[Any],
+                    script: Any, key_list: list[Any], argv: list[Any]) -> Any:
+        """The reply of `script` (a `scripts.once` script) run once on the board under
+        `idempotency_key`: its own, or the first call's when the key was seen before.
+        `operation` and `request` are what makes a call the same one again."""
         if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise BoardError(422, "bad_idempotency_key", "Idempotency-Key is 1-255 printable "
                              "ASCII characters")
-        fingerprint = hashlib.sha256(_META_JSON.encode(argv_entries).encode()).hexdigest()
-        key_list, argv = self._submit_head(name, board, now)
-        reply = await self._eval(
-            self._submit_once, [keys.submitted_once(name, idempotency_key), *key_list],
-            [max(1, int(self.idempotency_ttl * 1000)), fingerprint, *argv,
-             len(argv_entries) // 3, *argv_entries])
-        if reply and reply[0] == b"SEEN":
-            first, replies = msgpack.unpackb(reply[1], raw=True)
+        fingerprint = hashlib.sha256(_META_JSON.encode([operation, *request]).encode()).hexdigest()
+        reply = await self._eval(script, [keys.once(name, idempotency_key), *key_list],
+                                 [max(1, int(self.idempotency_ttl * 1000)), fingerprint, *argv])
+        if isinstance(reply, list) and reply and reply[0] == b"SEEN":
+            first, reply = msgpack.unpackb(reply[1], raw=True)
             if first.decode() != fingerprint:
                 raise BoardError(422, "idempotency_key_reused", "this Idempotency-Key was "
                                  "used for another request to this board")
-            return replies[0]
-        return reply[0]
+        return reply
 
     def _submit_head(self, name: str, board: Board, now: float) -> tuple[list[Any], list[Any]]:
         """KEYS and the leading ARGV of a SUBMIT call at unix time `now`."""
@@ -379,15 +390,19 @@ class Store:
         return {"boards": boards, "count": len(names), "more": len(names) > len(listed),
                 "truncated": len(names) > MAX_LISTED}
 
-    async def remove(self, name: str, player: str) -> int:
-        """Remove a player from every period of the board; returns how many held it."""
+    async def remove(self, name: str, player: str, idempotency_key: str | None = None) -> int:
+        """Remove a player from every period of the board; returns how many held it. With an
+        `idempotency_key` seen before, nothing is written and the first count is given again."""
         board = await self._board(name)
         check_player(player)
         pids = sorted(_text(p) for p in await self.redis.smembers(keys.periods(name)))
         key_list = [keys.metadata(name)]
         for pid in pids or ["all"]:
             key_list += [keys.entries(name, pid), keys.index(name, pid)]
-        return int(await self._eval(self._remove, key_list, [board.order, player]))
+        if idempotency_key is None:
+            return int(await self._eval(self._remove, key_list, [board.order, player]))
+        return int(await self._once(name, idempotency_key, "remove", [player],
+                                    self._remove_once, key_list, [board.order, player]))
 
 
 class _Merge:

@@ -20,7 +20,7 @@ NOT_IN_A_SCHEMA = {
     "unknown_region",  # a region the queue does not list
     "attributes_too_large",  # bytes of JSON
     "bad_ranks",  # one rank per team of that match
-    "idempotency_key_reused",  # a key already used for another submit to the board
+    "idempotency_key_reused",  # a key already used for another write to the board
     "player_required",  # a fresh seat asked for with the server key names its player
 }
 

@@ -19,8 +19,11 @@ class LeaderboardClient(ServiceClient):
 
     async def configure(self, board: str, *, order: str = "desc", operator: str = "best",
                         periods: list[str] | None = None, reset_time: str = "00:00",
-                        metadata_max_bytes: int = 1024) -> dict[str, Any]:
-        return dict(await self._call("PUT", f"/boards/{board}", json={
+                        metadata_max_bytes: int = 1024,
+                        idempotency_key: str | None = None) -> dict[str, Any]:
+        """Create or change a board; returns its settings. Sent with an Idempotency-Key (as
+        `submit`), so a retry after a 503 or a lost answer is not a change of its own."""
+        return dict(await self._write_once("PUT", f"/boards/{board}", idempotency_key, json={
             "order": order, "operator": operator, "periods": periods or [],
             "reset_time": reset_time, "metadata_max_bytes": metadata_max_bytes}))
 
@@ -61,8 +64,13 @@ class LeaderboardClient(ServiceClient):
         return dict(await self._call("POST", f"/boards/{board}/ranks",
                                      params={"period": period}, json={"players": players}))
 
-    async def remove(self, board: str, player: str) -> int:
-        body = await self._call("DELETE", f"/boards/{board}/players/{player}")
+    async def remove(self, board: str, player: str, *,
+                     idempotency_key: str | None = None) -> int:
+        """Remove the player from every period; returns how many held it. Sent with an
+        Idempotency-Key (as `submit`): a retry after a removal that landed answers its count
+        rather than 404."""
+        body = await self._write_once("DELETE", f"/boards/{board}/players/{player}",
+                                      idempotency_key)
         return int(body["removed_from_periods"])
 
     async def close(self) -> None:
