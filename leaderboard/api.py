@@ -11,7 +11,7 @@ from itertools import accumulate
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
 
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -31,7 +31,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from leaderboard.periods import QUERY, RESET
 from leaderboard.store import (
     BOARD,
-    IDEMPOTENCY_KEY,
     NAME,
     SCORE_LIMIT,
     Board,
@@ -39,7 +38,9 @@ from leaderboard.store import (
     Store,
 )
 from stadium import __version__
+from stadium import once as idempotency
 from stadium.http import (
+    IdempotencyKey,
     JsonData,
     JsonInt,
     MeasureRequests,
@@ -68,13 +69,6 @@ PeriodQuery = Annotated[str, Query(
     description="all, a kind the board keeps (daily, weekly, monthly: the current one), or a "
     "period id of such a kind: d:2026-11-23, w:2026-W47, m:2026-11")]
 _PLAYER_ID: dict[str, JsonValue] = {"pattern": anchored(NAME), "minLength": 1, "maxLength": 64}
-
-
-IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", pattern=anchored(IDEMPOTENCY_KEY), min_length=1, max_length=255,
-    description="one key per logical write, the same on its retries (printable ASCII); a "
-    "retry answers the first outcome and writes nothing; kept per board for "
-    "--idempotency-ttl seconds (a day)")]
 
 
 class BoardSettings(BaseModel):
@@ -356,7 +350,7 @@ class _HotPaths:
             elif name == b"authorization":
                 auth = value.decode("latin-1")
         if content_type is None or not content_type.startswith(b"application/json") or (
-                once is not None and not IDEMPOTENCY_KEY.fullmatch(once)):
+                once is not None and not idempotency.KEY.fullmatch(once)):
             return _Replay(body, receive)
         try:
             parsed = _SUBMIT.validate_json(body)
@@ -436,7 +430,7 @@ def create_app(store: Store, api_key: str | None, cors_origins: Sequence[str] = 
                         **error_responses({
                             400: ["bad_board_name"], **keyed, 409: ["board_has_entries"],
                             422: ["invalid_request", "bad_period", "bad_reset_time",
-                                  "idempotency_key_reused"],
+                                  idempotency.REUSED],
                             **down})})
     async def put_board(board: BoardName, settings: BoardSettings,
                         idempotency_key: IdempotencyKey = None) -> JSONResponse:
@@ -470,7 +464,7 @@ def create_app(store: Store, api_key: str | None, cors_origins: Sequence[str] = 
                   400: ["bad_board_name", "bad_player"], **keyed, 404: ["unknown_board"],
                   422: ["invalid_request", "duplicate_player", "bad_score",
                         "metadata_too_large", "score_out_of_range",
-                        "idempotency_key_reused"], **down}))
+                        idempotency.REUSED], **down}))
     async def submit(board: BoardName, body: ScoreIn | ScoreBatch,
                      idempotency_key: IdempotencyKey = None) -> JSONResponse:
         """Submit one score or a batch; answers each player's score and rank in every period.
@@ -523,7 +517,7 @@ def create_app(store: Store, api_key: str | None, cors_origins: Sequence[str] = 
                 response_model=Removed, responses=error_responses({
                     400: ["bad_board_name", "bad_player"], **keyed,
                     404: ["unknown_board", "unknown_player"],
-                    422: ["invalid_request", "idempotency_key_reused"], **down}))
+                    422: ["invalid_request", idempotency.REUSED], **down}))
     async def remove(board: BoardName, player: PlayerName,
                      idempotency_key: IdempotencyKey = None) -> JSONResponse:
         """Remove the player from every period of the board. With an `Idempotency-Key`, a

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from leaderboard.batch import CHUNK
-from leaderboard.store import COALESCE, IDEMPOTENCY_TTL
+from leaderboard.store import COALESCE
+from stadium import once
 from stadium.config import ConfigError, setting
 from stadium.http import check_origins
 
@@ -37,7 +38,7 @@ class LeaderboardConfig:
         "1 sends each on its own")
 
     idempotency_ttl: float = setting(
-        IDEMPOTENCY_TTL, "seconds the Idempotency-Key of a write (a score submit, a board's "
+        once.TTL, "seconds the Idempotency-Key of a write (a score submit, a board's "
         "settings, a player's removal) is remembered: a retry with the key within them gets "
         "the first outcome and writes nothing")
 

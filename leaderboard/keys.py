@@ -18,7 +18,7 @@ writes the same encoding (`leaderboard/scripts.py`).
 
 from __future__ import annotations
 
-import hashlib
+from stadium import once as idempotency
 
 
 def _tag(board: str) -> str:
@@ -63,5 +63,4 @@ def once(board: str, idempotency_key: str) -> str:
     """Where the outcome of a write to the board (a submit, a change of its settings, a
     player's removal) made with `idempotency_key` is kept (the key hashed: any printable
     text, one length). One namespace per board, whatever the write."""
-    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
-    return f"{_tag(board)}:once:{digest}"
+    return f"{_tag(board)}:once:{idempotency.digest(idempotency_key)}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import json
 import math
 import re
@@ -18,11 +17,10 @@ from redis.asyncio.cluster import RedisCluster
 
 from leaderboard import keys, periods, scripts
 from leaderboard.batch import CHUNK, ScriptBatcher
+from stadium import once as idempotency
 
 # Single-score submits to one board merged into one script call, at most (see `_Merge`).
 COALESCE = 8
-IDEMPOTENCY_TTL = 86400.0  # seconds a write's Idempotency-Key and its outcome are kept
-IDEMPOTENCY_KEY = re.compile(r"[!-~]{1,255}")  # printable ASCII, as the IETF draft's keys
 
 # Matched with fullmatch: `$` would also accept a trailing newline.
 NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,64}")
@@ -116,7 +114,7 @@ class Store:
     def __init__(self, redis: aioredis.Redis | Any, settings_ttl: float = 1.0,
                  redis_timeout: float = 5.0, direct: bool = True,
                  redis_chunk: int = CHUNK, coalesce: int = COALESCE,
-                 idempotency_ttl: float = IDEMPOTENCY_TTL) -> None:
+                 idempotency_ttl: float = idempotency.TTL) -> None:
         """`direct=False` sends script calls through redis-py pipelines rather than the
         batcher's own connection; `redis_chunk` is its calls per write (see
         `leaderboard/batch.py`); `coalesce` is how many single-score submits to one board
@@ -265,16 +263,16 @@ class Store:
         """The reply of `script` (a `scripts.once` script) run once on the board under
         `idempotency_key`: its own, or the first call's when the key was seen before.
         `operation` and `request` are what makes a call the same one again."""
-        if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        if not idempotency.KEY.fullmatch(idempotency_key):
             raise BoardError(422, "bad_idempotency_key", "Idempotency-Key is 1-255 printable "
                              "ASCII characters")
-        fingerprint = hashlib.sha256(_META_JSON.encode([operation, *request]).encode()).hexdigest()
+        fingerprint = idempotency.fingerprint(operation, *request)
         reply = await self._eval(script, [keys.once(name, idempotency_key), *key_list],
                                  [max(1, int(self.idempotency_ttl * 1000)), fingerprint, *argv])
         if isinstance(reply, list) and reply and reply[0] == b"SEEN":
             first, reply = msgpack.unpackb(reply[1], raw=True)
             if first.decode() != fingerprint:
-                raise BoardError(422, "idempotency_key_reused", "this Idempotency-Key was "
+                raise BoardError(422, idempotency.REUSED, "this Idempotency-Key was "
                                  "used for another request to this board")
         return reply
 
