@@ -12,6 +12,7 @@
 | `mm:{Q}:lease`             | string | id of the process running this queue's matcher (PX)  |
 | `mm:{Q}:changes`           | stream | changes to waiting: `+` id, `-` ids (entries 0-N)    |
 | `mm:player:{P}`            | string | the ticket a player waits in (at most one, any queue)|
+| `mm:seat-rate:{P}`         | string | fresh seats player P asked for this minute (PX)      |
 | `mm:ratings`               | hash   | player -> `mu sigma games`                            |
 | `stadium:relays`           | hash   | relay URL -> `{"url", "load", "expires"}` (JSON)      |
 | `stadium:match:{M}:joined` | hash   | player -> unix ms of their first join (1 day)        |
@@ -73,3 +74,8 @@ def lease(queue: str) -> str:
 
 def player(name: str) -> str:
     return f"mm:player:{name}"
+
+
+def seat_rate(name: str) -> str:
+    """A player's count of fresh seats in the current window (scripts.COUNT_IN_WINDOW)."""
+    return f"mm:seat-rate:{name}"

@@ -158,3 +158,15 @@ end
 for i = 1, n do redis.call('HSET', KEYS[1], ARGV[1 + i], ARGV[1 + 2 * n + i]) end
 return 1
 """
+
+# KEYS: a counter. ARGV: window ms. One more request in a fixed window that starts with the
+# first request after the last window ended: {requests in this window, ms until it ends}.
+COUNT_IN_WINDOW = """
+local n = redis.call('INCR', KEYS[1])
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  left = tonumber(ARGV[1])
+end
+return {n, left}
+"""
