@@ -227,15 +227,18 @@ def caller_of(auth: Auth) -> Callable[..., Any]:
 
 
 PLAYER_TOKEN_TTL = 3600.0  # seconds a player token from POST /dev/player-token lasts
+FRESH_SEAT_WINDOW = 60.0  # seconds: fresh seats are counted per player and minute
 
 
 def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: TicketWaiters,
                max_long_poll: float = 30.0, cors_origins: Sequence[str] = (), *,
                auth: Auth | None = None, signer: SigningKey | None = None,
-               seat_ttl: float = 60.0, dev_tokens: SigningKey | None | bool = False) -> Any:
+               seat_ttl: float = 60.0, dev_tokens: SigningKey | None | bool = False,
+               fresh_seats_per_minute: int = 0) -> Any:
     """The app. `auth` checks who calls the ticket and seat routes (default: anyone may);
-    `signer` and `seat_ttl` make fresh seats; `dev_tokens` (a key, or None to answer null
-    tokens) turns on POST /dev/player-token, for development only."""
+    `signer` and `seat_ttl` make fresh seats, at most `fresh_seats_per_minute` per player
+    asking with their player token (0: no limit); `dev_tokens` (a key, or None to answer
+    null tokens) turns on POST /dev/player-token, for development only."""
     app = FastAPI(title="Stadium matchmaker", version=__version__,
                   description="Tickets wait in queues until the matcher seats them in a room "
                   "on a relay. Results (server key) update OpenSkill ratings. Tickets and "
@@ -257,7 +260,9 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
     @app.exception_handler(MatchmakerError)
     async def matchmaker_error(_: Request, e: MatchmakerError) -> JSONResponse:
         log.info("%d %s: %s", e.status, e.code, e.logged)
-        return _error(e.status, e.code, e.message)
+        response = _error(e.status, e.code, e.message)
+        response.headers.update(dict(e.headers))
+        return response
 
     async def owned_ticket(caller: Caller, ticket_id: str) -> dict[str, Any]:
         """The ticket, if the caller may see it; else the same 404 as for no ticket."""
@@ -367,18 +372,32 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
 
     # Without player tokens to check, a fresh signed seat goes to the server key only.
     seat_unauthorized = unauthorized or ({401: [MISSING]} if signer is not None else {})
+    # Only a player token's requests are counted: the server key acts for every player.
+    limited = auth.checks_players and fresh_seats_per_minute > 0
+    rate_limited: dict[int, list[str]] = {429: ["rate_limited"]} if limited else {}
+
+    async def count_fresh_seat(player: str) -> None:
+        """429 `rate_limited` once `player` asked for more fresh seats this minute than
+        allowed, whichever process they asked (the count is in Redis)."""
+        asked, left = await store.count_fresh_seat(player, FRESH_SEAT_WINDOW)
+        if asked > fresh_seats_per_minute:
+            wait = max(1, math.ceil(left))
+            raise MatchmakerError(429, "rate_limited", f"{player} asked for more than "
+                                  f"{fresh_seats_per_minute} fresh seats in a minute; try "
+                                  f"again in {wait} s", headers=(("Retry-After", str(wait)),))
 
     @app.post("/matches/{match_id}/seat", tags=["matches"], response_model=Seat,
               responses=error_responses({
                   400: ["bad_player"], **seat_unauthorized, 403: ["wrong_player"],
                   404: ["unknown_match"],
                   409: ["match_over", "seat_released"],
-                  422: ["invalid_request", "player_required"], **down}))
+                  422: ["invalid_request", "player_required"], **rate_limited, **down}))
     async def fresh_seat(match_id: MatchId, body: SeatIn | None = None,
                          caller: Caller = who) -> JSONResponse:
         """A player's seat in the match with a fresh join token (same room, seat and team),
         for a player back after their token expired: until the match's result is posted,
-        unless the seat was released as not taken in time."""
+        unless the seat was released as not taken in time. A player token gets at most
+        --fresh-seats-per-minute of them per minute (429 `rate_limited`, with Retry-After)."""
         if not caller.known and signer is not None:
             raise MatchmakerError(401, MISSING, "a fresh join token needs the server key "
                                   "(this matchmaker checks no player tokens)")
@@ -388,6 +407,8 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
         check_player(player)
         if not caller.owns(player):
             raise MatchmakerError(403, "wrong_player", "the player token is not this player's")
+        if limited and caller.player is not None:  # their own token, checked
+            await count_fresh_seat(player)
         record, report, over = await store.seat_record(match_id)
         seat = reseat(record, player, signer, ttl=seat_ttl)
         if seat is None:  # no seat of theirs: as if there were no such match

@@ -70,6 +70,10 @@ class MatchmakerConfig:
         "is kept with the match, --match-ttl)")
     redis_timeout: float = setting(
         5.0, "seconds to wait for Redis before a request answers 503 redis_unavailable")
+    fresh_seats_per_minute: int = setting(
+        12, "fresh join tokens (POST /matches/{id}/seat) one player may ask for with their "
+        "player token per minute, counted in Redis across every matchmaker process; more "
+        "are refused with HTTP 429 rate_limited until the minute is over; 0: no limit")
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -78,6 +82,9 @@ class MatchmakerConfig:
                      "max_waiting", "max_long_poll", "idempotency_ttl", "redis_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if self.fresh_seats_per_minute < 0:
+            raise ConfigError("fresh_seats_per_minute must be 0 (no limit) or more, not "
+                              f"{self.fresh_seats_per_minute}")
         if not self.seat_grace >= 0:
             raise ConfigError(f"seat_grace must be 0 or more, not {self.seat_grace!r}")
         if self.lease_ttl <= self.match_interval:

@@ -14,6 +14,7 @@
 |                            |        | Idempotency-Key (H: digest of player and key; PX)    |
 | `mm:{Q}:changes`           | stream | changes to waiting: `+` id, `-` ids (entries 0-N)    |
 | `mm:player:{P}`            | string | the ticket a player waits in (at most one, any queue)|
+| `mm:seat-rate:{P}`         | string | fresh seats player P asked for this minute (PX)      |
 | `mm:ratings`               | hash   | player -> `mu sigma games`                            |
 | `{mm:ratings}:rated:{M}`   | string | match M's rating update, once applied (JSON answer)  |
 | `stadium:relays`           | hash   | relay URL -> `{"url", "load", "expires"}` (JSON)      |
@@ -91,3 +92,6 @@ def ticket_once(queue: str, player: str, idempotency_key: str) -> str:
 def rated(match_id: str) -> str:
     """The record of a match's rating update: on the slot of RATINGS."""
     return f"{{{RATINGS}}}:rated:{match_id}"
+def seat_rate(name: str) -> str:
+    """A player's count of fresh seats in the current window (scripts.COUNT_IN_WINDOW)."""
+    return f"mm:seat-rate:{name}"

@@ -175,3 +175,15 @@ for i = 1, n do redis.call('HSET', KEYS[1], ARGV[3 + i], ARGV[3 + 2 * n + i]) en
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 return ARGV[1]
 """
+
+# KEYS: a counter. ARGV: window ms. One more request in a fixed window that starts with the
+# first request after the last window ended: {requests in this window, ms until it ends}.
+COUNT_IN_WINDOW = """
+local n = redis.call('INCR', KEYS[1])
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  left = tonumber(ARGV[1])
+end
+return {n, left}
+"""

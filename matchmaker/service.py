@@ -69,7 +69,8 @@ class MatchmakerService:
             dev_tokens = None if cfg.secret is None else SigningKey.from_secret(cfg.secret)
         app = create_app(store, metrics, cfg.api_key, self._waiters, cfg.max_long_poll,
                          cfg.cors_origins, auth=self.auth, signer=self.signer,
-                         seat_ttl=cfg.seat_ttl, dev_tokens=dev_tokens)
+                         seat_ttl=cfg.seat_ttl, dev_tokens=dev_tokens,
+                         fresh_seats_per_minute=cfg.fresh_seats_per_minute)
         self._server = server = uvicorn.Server(uvicorn.Config(
             app, host=cfg.host, port=cfg.port, log_level="warning", access_log=False,
             lifespan="off", http=OneWriteHttpToolsProtocol, loop="none"))

@@ -38,16 +38,18 @@ class Changes:
 
 
 class MatchmakerError(Exception):
-    """Bad input or a missing thing: `status` and `code` go to the client as they are;
-    `logged` is what the log says of it (the message unless it names what the log should
+    """Bad input or a missing thing: `status`, `code` and `headers` go to the client as they
+    are; `logged` is what the log says of it (the message unless it names what the log should
     not hold)."""
 
-    def __init__(self, status: int, code: str, message: str, logged: str | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, logged: str | None = None,
+                 headers: Sequence[tuple[str, str]] = ()) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.logged = message if logged is None else logged
+        self.headers = headers
 
 
 class AlreadyQueued(MatchmakerError):
@@ -153,6 +155,7 @@ class Store:
         self._release = redis.register_script(scripts.RELEASE)
         self._changes = redis.register_script(scripts.CHANGES)
         self._read = redis.register_script(scripts.READ)
+        self._count = redis.register_script(scripts.COUNT_IN_WINDOW)
 
     def queue(self, name: str) -> Queue:
         q = self.queues.get(name)
@@ -512,6 +515,13 @@ class Store:
             raise MatchmakerError(404, "unknown_match", f"no match {match_id[:80]!r}")
         report = None if raw[1] is None else json.loads(raw[1])
         return json.loads(raw[0]), report, raw[2] is not None
+
+    async def count_fresh_seat(self, player: str, window: float) -> tuple[int, float]:
+        """One more fresh seat asked for by `player`, counted in fixed windows of `window`
+        seconds shared by every process: how many this window holds (this one included), and
+        the seconds until it ends."""
+        n, left = await self._count(keys=[keys.seat_rate(player)], args=[int(window * 1000)])
+        return int(n), int(left) / 1000
 
     # --- ratings and results -----------------------------------------------------------
     async def ratings(self, players: Sequence[str]) -> list[Rating]:

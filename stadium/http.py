@@ -107,13 +107,14 @@ _MEANING = {
     404: "Not found",
     409: "Conflicts with what is stored",
     422: "The request is invalid",
+    429: "Too many requests: try again after Retry-After seconds",
     503: "Redis is not answering, or the service is busy: try again later",
 }
 
 
 def error_responses(codes: Mapping[int, Sequence[str]]) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: each error status it answers, in the services' error body,
-    with the codes that status may carry."""
+    with the codes that status may carry (a 429 also with its Retry-After header)."""
     out: dict[int | str, dict[str, Any]] = {}
     for status, names in codes.items():
         out[status] = {"description": f"{_MEANING[status]}: {', '.join(names)}",
@@ -124,6 +125,10 @@ def error_responses(codes: Mapping[int, Sequence[str]]) -> dict[int | str, dict[
                                "additionalProperties": False, "properties": {
                                    "code": {"type": "string", "enum": list(names)},
                                    "message": {"type": "string"}}}}}}}}
+        if status == 429:
+            out[status]["headers"] = {"Retry-After": {
+                "description": "seconds until the request may be made again", "required": True,
+                "schema": {"type": "integer", "minimum": 1}}}
     return out
 
 

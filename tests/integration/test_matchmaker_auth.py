@@ -2,7 +2,8 @@
 on a real Redis, called as players with their tokens, as strangers, and as a game backend
 with the server key. Nobody queues as another player, reads, waits on or cancels another's
 ticket, or learns another's ticket id; a seated player whose join token expired gets back
-in with a fresh one; `--dev-auth` mints player tokens only when it is given."""
+in with a fresh one, as often as --fresh-seats-per-minute allows; `--dev-auth` mints player
+tokens only when it is given."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from websockets.exceptions import InvalidStatus
 
 from loadtest.processes import ServiceProcess, start_service
@@ -257,17 +259,15 @@ async def test_a_seated_player_gets_a_fresh_join_token_for_the_same_seat(
                 back = await client.join(seat_obj)  # refreshes by itself on 401 expired
                 await back.close()
                 # gone never took the seat: after the seat report it is released
+                async def reported() -> None:
+                    while (await client.match(match_id))["seats"]["status"] == "seating":
+                        await asyncio.sleep(0.1)
+                await asyncio.wait_for(reported(), 10)
                 async with MatchmakerClient(mm.url, token=tokens.sign_player(
                         SECRET, player="gone")) as gone_client:
-                    async def released() -> None:
-                        while True:
-                            try:
-                                await gone_client.fresh_seat(match_id)
-                            except MatchmakerError as e:
-                                assert e.code == "seat_released"
-                                return
-                            await asyncio.sleep(0.1)
-                    await asyncio.wait_for(released(), 10)
+                    with pytest.raises(MatchmakerError) as released:
+                        await gone_client.fresh_seat(match_id)
+                    assert released.value.code == "seat_released"
                 assert gone["status"] == "matched"
             # once the result is in, the match's seats are closed
             r = await http.post(f"/matches/{match_id}/result", json={"ranks": [1, 2]},
@@ -305,3 +305,69 @@ async def test_dev_auth_mints_player_tokens_only_when_turned_on(
             assert code(r) == (400, "bad_player")
     finally:
         dev.stop()
+
+
+async def test_fresh_seats_are_limited_per_player_across_processes(
+        redis_url: str, stack: tuple[ServiceProcess, ServiceProcess]) -> None:
+    """--fresh-seats-per-minute 3 on two matchmakers sharing one Redis: a player's 4th fresh
+    seat in the minute is refused wherever it is asked for; requests refused before their
+    credential was accepted do not count, nor does the server key; other players go on."""
+    args = ("--redis-url", redis_url, "--secret", SECRET, "--api-key", KEY,
+            "--fresh-seats-per-minute", "3", "--match-interval", "0.05", "--lease-ttl", "1")
+    one, two = start_service("matchmaker", *args), start_service("matchmaker", *args)
+    try:
+        async with httpx.AsyncClient(base_url=one.url, timeout=30) as http:
+            made = [(await http.post("/tickets", json={"player": p, "queue": "1v1"},
+                                     headers=bearer(p))).json() for p in ("rae", "sid")]
+            rae, _ = await asyncio.gather(*(_matched(http, t, p) for t, p in
+                                            zip(made, ("rae", "sid"), strict=True)))
+        path = f"/matches/{rae['match_id']}/seat"
+
+        async def seat(mm: ServiceProcess, headers: dict[str, str],
+                       body: dict[str, str] | None = None) -> httpx.Response:
+            async with httpx.AsyncClient(base_url=mm.url) as http:
+                return await http.post(path, json=body or {}, headers=headers)
+
+        # none of these gets past the credential check or the player check: none counts
+        for headers, expected in [
+                ({}, (401, "missing_token")),
+                ({"Authorization": "Bearer not-a-jwt"}, (401, "malformed")),
+                ({"Authorization": "Bearer " + tokens.sign_player("another secret",
+                                                                   player="rae")},
+                 (401, "bad_signature")),
+                (bearer("rae", ttl=1, now=time.time() - 60), (401, "expired")),
+                ({"X-API-Key": "guess"}, (401, "bad_api_key"))] * 2:
+            assert code(await seat(one, headers)) == expected
+        assert code(await seat(two, bearer("sid"), {"player": "rae"})) == (403, "wrong_player")
+        # rae's own three, on either process, then the fourth is refused on either
+        for mm in (one, two, one):
+            r = await seat(mm, bearer("rae"))
+            assert r.status_code == 200 and r.json()["player"] == "rae", r.text
+        for mm in (two, one):
+            r = await seat(mm, bearer("rae"))
+            assert code(r) == (429, "rate_limited"), r.text
+            assert 1 <= int(r.headers["Retry-After"]) <= 60
+            assert "eyJ" not in r.text
+        async with MatchmakerClient(two.url, token=tokens.sign_player(
+                SECRET, player="rae")) as client:
+            with pytest.raises(MatchmakerError) as limited:
+                await client.fresh_seat(rae["match_id"])
+            assert (limited.value.status, limited.value.code) == (429, "rate_limited")
+        # the other player of the match, and the server key for rae, are not held back
+        assert (await seat(two, bearer("sid"))).status_code == 200
+        assert (await seat(one, SERVER, {"player": "rae"})).status_code == 200
+        # the window is one minute from rae's first counted request, then starts over
+        redis = aioredis.from_url(redis_url)
+        try:
+            assert 0 < await redis.pttl("mm:seat-rate:rae") <= 60_000
+        finally:
+            await redis.aclose()
+        assert "429 rate_limited: rae asked for more than 3 fresh seats" in one.log() + two.log()
+        async with httpx.AsyncClient() as http:
+            document = (await http.get(f"{one.url}/openapi.json")).json()
+        refused = document["paths"]["/matches/{match_id}/seat"]["post"]["responses"]["429"]
+        assert "Retry-After" in refused["headers"]
+        assert "eyJ" not in one.log() + two.log()
+    finally:
+        one.stop()
+        two.stop()
