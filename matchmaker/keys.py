@@ -92,6 +92,8 @@ def ticket_once(queue: str, player: str, idempotency_key: str) -> str:
 def rated(match_id: str) -> str:
     """The record of a match's rating update: on the slot of RATINGS."""
     return f"{{{RATINGS}}}:rated:{match_id}"
+
+
 def seat_rate(name: str) -> str:
     """A player's count of fresh seats in the current window (scripts.COUNT_IN_WINDOW)."""
     return f"mm:seat-rate:{name}"
