@@ -22,7 +22,12 @@ from matchmaker.seats import join_token_signer
 from matchmaker.store import Store
 from matchmaker.waiters import TicketWaiters
 from stadium.http import OneWriteHttpToolsProtocol
-from stadium.keys import SigningKey, verification_keys, warn_if_short
+from stadium.keys import (
+    SigningKey,
+    reload_verification_keys,
+    verification_keys,
+    warn_if_short,
+)
 from stadium.redis_client import connect
 
 log = logging.getLogger("stadium.matchmaker")
@@ -104,6 +109,12 @@ class MatchmakerService:
     @property
     def url(self) -> str:
         return f"http://{self.cfg.host}:{self.port}"
+
+    def reload_keys(self) -> None:
+        """Read the token keys again from --token-key's files (SIGHUP): player and party
+        tokens are checked with the new set from now on; a bad file leaves the old set."""
+        self.auth.keys = reload_verification_keys(self.cfg.secret, self.cfg.token_keys,
+                                                  self.auth.keys, log)
 
     async def stop(self) -> None:
         for task in self._loops:

@@ -29,7 +29,7 @@ from relay.snapshots import RedisSnapshots
 from relay.transports.websocket import Connection, WebSocketTransport
 from relay.ws.frames import encode_message
 from stadium import __version__
-from stadium.keys import verification_keys, warn_if_short
+from stadium.keys import reload_verification_keys, verification_keys, warn_if_short
 from stadium.redis_client import connect
 
 log = logging.getLogger("stadium.relay")
@@ -136,6 +136,13 @@ class Relay:
     def _http_url(self) -> str:
         scheme = "https" if self.config.cert else "http"
         return f"{scheme}://{self.config.host}:{self.port}"
+
+    def reload_keys(self) -> None:
+        """Read the token keys again from --token-key's files (SIGHUP): the new set checks
+        every join from now on; a bad file leaves the old set."""
+        self.keys = reload_verification_keys(self.config.secret, self.config.token_keys,
+                                              self.keys, log)
+        self.ws.admission.keys = self.keys
 
     async def drain(self, timeout: float | None = None) -> None:
         """Stop accepting, close every socket with 1001, wait for them up to `timeout` seconds."""

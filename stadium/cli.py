@@ -63,6 +63,12 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
+def _on_hangup(*reloads: Callable[[], None]) -> None:
+    """SIGHUP calls each of `reloads`: services read their token keys again."""
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGHUP, lambda: [reload() for reload in reloads])
+
+
 class _RelayApp:
     """A relay with the games and pages that ship with Stadium: the `arena` room (scores to
     the leaderboard when the config names one) and, with --demo, the demo page; under
@@ -88,10 +94,11 @@ class _RelayApp:
 
 
 async def serve_relay(cfg: RelayConfig) -> None:
-    """Run one relay until SIGTERM or SIGINT, then drain it."""
+    """Run one relay until SIGTERM or SIGINT, then drain it; SIGHUP reloads its token keys."""
     stop = _stop_event()
     app = _RelayApp(cfg)
     await app.start()
+    _on_hangup(app.relay.reload_keys)
     await stop.wait()
     await app.drain()
 
@@ -115,6 +122,9 @@ async def _serve(make: Callable[[str], _Service], redis_url: str | None) -> None
     service = make(redis_url or (embedded.url if embedded else ""))
     try:
         await service.start()
+        reload = getattr(service, "reload_keys", None)  # services that check tokens
+        if reload is not None:
+            _on_hangup(reload)
         await stop.wait()
         await service.stop()
     finally:
@@ -176,6 +186,7 @@ async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
         if demo is not None and mm_cfg.queues is None:
             matchmaker.queues.setdefault(DEMO_QUEUE.name, DEMO_QUEUE)
         await matchmaker.start()
+        _on_hangup(relay.reload_keys, matchmaker.reload_keys)
         if not relay_cfg.matchmaker_url:  # the console shows its queues
             relay.config.matchmaker_url = matchmaker.url
         if demo is not None:

@@ -20,7 +20,8 @@ from jwt import PyJWK, PyJWTError
 from stadium.config import ConfigError
 
 __all__ = ["ALGORITHMS", "MIN_SECRET_BYTES", "KeySet", "SigningKey", "VerificationKey",
-           "load_signing_key", "load_verification_keys", "secret_bytes", "verification_keys"]
+           "load_signing_key", "load_verification_keys", "reload_verification_keys",
+           "secret_bytes", "verification_keys"]
 
 ALGORITHMS = ("HS256", "ES256", "RS256")
 """What a token may be signed with; any other `alg` (and `none`) is refused."""
@@ -230,3 +231,21 @@ def verification_keys(secret: str | None, specs: Sequence[str]) -> KeySet | None
     for spec in specs:
         keys.extend(load_verification_keys(spec))
     return KeySet(keys) if keys else None
+
+
+def reload_verification_keys(secret: str | None, specs: Sequence[str], old: KeySet | None,
+                             log: logging.Logger) -> KeySet | None:
+    """`verification_keys` read again from their files (a service does on SIGHUP, so keys
+    rotate without a restart); the `old` ones, with an error logged, when a file is missing
+    or bad, or when keys would appear or vanish (that changes who may call: restart)."""
+    try:
+        keys = verification_keys(secret, specs)
+    except ConfigError as e:
+        log.error("token keys not reloaded, the ones loaded before stay: %s", e)
+        return old
+    if (keys is None) != (old is None):
+        log.error("token keys not reloaded: they would turn token checks on or off")
+        return old
+    log.info("token keys reloaded: %s", "none" if keys is None else
+             ", ".join(k.kid or f"({k.algorithm}, no kid)" for k in keys))
+    return keys

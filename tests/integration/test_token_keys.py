@@ -155,3 +155,65 @@ async def test_seats_signed_with_a_private_key(tmp_path: Path) -> None:
         finally:
             mm.stop()
             relay.stop(signal.SIGKILL)
+
+
+async def test_token_keys_are_read_again_on_sighup_without_a_restart(tmp_path: Path) -> None:
+    """Rotation without a restart: a JWKS file gains the new kid, loses the old one, and the
+    relay and the matchmaker follow each change on SIGHUP; a socket opened before stays open,
+    and a broken file leaves the keys loaded before."""
+    jwks = tmp_path / "jwks.json"
+    _jwks(jwks, **{"rs-2024": RSA_OLD})
+    old, new = SigningKey("RS256", RSA_OLD, "rs-2024"), SigningKey("RS256", RSA_NEW, "rs-2025")
+    relay = start_service("relay", "--token-key", str(jwks))
+    mm = start_service("matchmaker", "--token-key", str(jwks))
+    url = f"{relay.url}/rooms/broadcast/rotating"
+
+    async def relay_refuses(key: SigningKey, player: str) -> str | None:
+        try:
+            async with await Room.connect(url, _token(key, "rotating", player)):
+                return None
+        except InvalidStatus as e:
+            return str(json.loads(e.response.body)["error"]["code"])
+
+    async def matchmaker_refuses(key: SigningKey, player: str) -> str | None:
+        client = MatchmakerClient(mm.url, token=tokens.sign_player(key, player=player))
+        try:
+            await client.create_ticket("1v1", player)
+            return None
+        except MatchmakerError as e:
+            return e.code
+        finally:
+            await client.close()
+
+    async def hang_up(*log_lines: str) -> None:
+        for proc, line in zip((relay, mm), log_lines, strict=True):
+            seen = proc.log().count(line)
+            proc.proc.send_signal(signal.SIGHUP)
+            async with asyncio.timeout(10):
+                while proc.log().count(line) == seen:
+                    await asyncio.sleep(0.05)
+
+    try:
+        assert await relay_refuses(new, "a") == "unknown_key"
+        assert await matchmaker_refuses(new, "a") == "unknown_key"
+        async with await Room.connect(url, _token(old, "rotating", "early")) as early:
+            _jwks(jwks, **{"rs-2024": RSA_OLD, "rs-2025": RSA_NEW})
+            await hang_up("token keys reloaded: rs-2024, rs-2025",
+                          "token keys reloaded: rs-2024, rs-2025")
+            assert await relay_refuses(new, "b") is None
+            assert await matchmaker_refuses(new, "b") is None
+            assert await relay_refuses(old, "c") is None
+            jwks.write_text("{not json")
+            await hang_up("token keys not reloaded", "token keys not reloaded")
+            assert await relay_refuses(new, "d") is None
+            assert await matchmaker_refuses(new, "d") is None
+            _jwks(jwks, **{"rs-2025": RSA_NEW})
+            await hang_up("token keys reloaded: rs-2025", "token keys reloaded: rs-2025")
+            assert await relay_refuses(old, "e") == "unknown_key"
+            assert await matchmaker_refuses(old, "e") == "unknown_key"
+            async with await Room.connect(url, _token(new, "rotating", "late")) as late:
+                await late.send("to the early one")  # the reloads closed nothing
+                assert await asyncio.wait_for(early.recv(), 5) == "to the early one"
+    finally:
+        mm.stop()
+        relay.stop(signal.SIGKILL)
