@@ -64,9 +64,15 @@ def _stop_event() -> asyncio.Event:
 
 
 def _on_hangup(*reloads: Callable[[], None]) -> None:
-    """SIGHUP calls each of `reloads`: services read their token keys again."""
-    asyncio.get_running_loop().add_signal_handler(
-        signal.SIGHUP, lambda: [reload() for reload in reloads])
+    """SIGHUP calls each of `reloads` (services read their token keys again); with none,
+    it is logged and ignored rather than ending the process."""
+    def hangup() -> None:
+        if not reloads:
+            log.info("SIGHUP: nothing to reload")
+        for reload in reloads:
+            reload()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hangup)
 
 
 class _RelayApp:
@@ -123,8 +129,7 @@ async def _serve(make: Callable[[str], _Service], redis_url: str | None) -> None
     try:
         await service.start()
         reload = getattr(service, "reload_keys", None)  # services that check tokens
-        if reload is not None:
-            _on_hangup(reload)
+        _on_hangup(*([] if reload is None else [reload]))
         await stop.wait()
         await service.stop()
     finally:
