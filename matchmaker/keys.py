@@ -7,13 +7,16 @@
 | `mm:{Q}:t:{ticket}`        | hash   | `data` (JSON, fixed), `status`, `seats` (JSON),      |
 |                            |        | `reason`, `no_shows` (JSON, after the seat report)   |
 | `mm:{Q}:m:{match}`         | hash   | `data` (JSON: teams, players, room, seat expiry),    |
-|                            |        | `seats` (JSON report), `result` once posted          |
+|                            |        | `seats` (JSON report), `result` once posted, with    |
+|                            |        | `result_key` (its request's mark) and `rating: once` |
 | `mm:{Q}:seating`           | zset   | match ids not yet reported, scored by seat expiry ms |
 | `mm:{Q}:lease`             | string | id of the process running this queue's matcher (PX)  |
-| `mm:{Q}:once:{H}`          | string | `ticket-id fingerprint` of a ticket created under an |
-|                            |        | Idempotency-Key (H: digest of player and key; PX)    |
+| `mm:{Q}:once:{H}`          | string | `pending|made ticket-id fingerprint`: the ticket of a |
+|                            |        | request under an Idempotency-Key (H: digest of player |
+|                            |        | and key; PX)                                          |
 | `mm:{Q}:changes`           | stream | changes to waiting: `+` id, `-` ids (entries 0-N)    |
-| `mm:player:{P}`            | string | the ticket a player waits in (at most one, any queue)|
+| `mm:player:{P}`            | string | `ticket-id unix-ms`: the ticket a player waits in (at |
+|                            |        | most one, any queue) and since when                  |
 | `mm:seat-rate:{P}`         | string | fresh seats player P asked for this minute (PX)      |
 | `mm:ratings`               | hash   | player -> `mu sigma games`                            |
 | `{mm:ratings}:rated:{M}`   | string | match M's rating update, once applied (JSON answer)  |

@@ -15,20 +15,20 @@ end
 """
 
 # KEYS: ticket, waiting, changes[, idempotency record]. ARGV: ticket id, data JSON,
-# created ms, ttl s, max waiting[, record value, record life ms]. 1 when created, 0 when the
-# queue is full; with a record: its value when it exists (then nothing is created), else it
-# is written with the ticket.
+# created ms, ttl s, max waiting[, record life ms, request fingerprint]. 1 when created, 0
+# when the queue is full, 2 when the ticket exists already (an earlier attempt of the same
+# keyed request made it, or the call was sent twice): then nothing changes. The record says
+# `made` once the ticket is, in the same step.
 CREATE = _LOG + """
-if KEYS[4] then
-  local seen = redis.call('GET', KEYS[4])
-  if seen then return seen end
-end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 2 end
 if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[5]) then return 0 end
 redis.call('HSET', KEYS[1], 'data', ARGV[2], 'status', 'waiting')
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
 log(3, '+', ARGV[1])
-if KEYS[4] then redis.call('SET', KEYS[4], ARGV[6], 'PX', ARGV[7]) end
+if KEYS[4] then
+  redis.call('SET', KEYS[4], 'made ' .. ARGV[1] .. ' ' .. ARGV[7], 'PX', ARGV[6])
+end
 return 1
 """
 
@@ -136,26 +136,29 @@ end
 return 0
 """
 
-# KEYS: player. ARGV: expected value ('' for none), new value ('' to delete).
-# Compare-and-set of the player's waiting ticket.
+# KEYS: player. ARGV: expected ticket id ('' for none), new value ('' to delete): a ticket
+# id, then a space and the unix ms it was set at (values of older versions: the id alone).
+# Compare-and-set of the player's waiting ticket, by its id.
 SWAP = """
 local now = redis.call('GET', KEYS[1]) or ''
-if now ~= ARGV[1] then return 0 end
+if string.match(now, '^[^ ]*') ~= ARGV[1] then return 0 end
 if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
 return 1
 """
 
-# KEYS: match. ARGV: result JSON, digest of its Idempotency-Key ('' for none). Records the
-# result unless the match has one. Returns {match data, false} when it recorded it, {match
-# data, the result before, its key digest or ''} when there was one; false for no match.
+# KEYS: match. ARGV: result JSON, the request's mark (its Idempotency-Key's digest, or a
+# random one). Records the result and the mark unless the match has a result, and notes
+# that its ratings are to be made (`rating`: results of older versions, without it, were
+# rated then). Returns {match data, false} when it recorded it, {match data, the result
+# before, its mark, its `rating` note} when there was one; false for no match.
 RESULT = """
 local data = redis.call('HGET', KEYS[1], 'data')
 if not data then return false end
 if redis.call('HSETNX', KEYS[1], 'result', ARGV[1]) == 0 then
-  local before = redis.call('HMGET', KEYS[1], 'result', 'result_key')
-  return {data, before[1], before[2] or ''}
+  local before = redis.call('HMGET', KEYS[1], 'result', 'result_key', 'rating')
+  return {data, before[1], before[2] or '', before[3] or ''}
 end
-if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'result_key', ARGV[2]) end
+redis.call('HSET', KEYS[1], 'result_key', ARGV[2], 'rating', 'once')
 return {data, false}
 """
 

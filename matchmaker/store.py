@@ -24,6 +24,9 @@ MAX_LATENCY_MS = 10000.0
 MAX_ATTRIBUTES_BYTES = 2048
 RATE_RETRIES = 20
 COMMIT_BATCH = 1000  # scripts per pipeline round trip when a pass commits many matches
+# Seconds a player held by a ticket not stored yet counts as being queued (a request between
+# its two steps); past them the hold is taken over (its request stopped half-way).
+HOLD_GRACE = 15.0
 
 
 @dataclass(frozen=True)
@@ -170,64 +173,74 @@ class Store:
                             attributes: dict[str, Any] | None = None,
                             idempotency_key: str | None = None) -> tuple[Ticket, bool]:
         """A waiting ticket for `player` and their party; every one of them must be free.
-        Returns it, and whether this call created it: with an `idempotency_key` under which
-        `player` created a ticket in this queue before (within `idempotency_ttl`), that
-        ticket and False, and nothing is written (404 `unknown_ticket` once it has expired)."""
+        Returns it, and whether this call created it. Under an `idempotency_key`, every
+        attempt of the request makes the same ticket (its id is kept with the key): an
+        attempt after one that made it writes nothing and gets it as it is now (404
+        `unknown_ticket` once it has expired); one after an attempt that stopped half-way
+        finishes it."""
         q, players, lat, attrs = self.check_ticket(queue_name, player, party, regions,
                                                    attributes)
-        record: tuple[str, str] | None = None
+        ticket_id = f"{q.name}.{secrets.token_hex(16)}"
+        record: str | None = None
         if idempotency_key is not None:
-            record = (keys.ticket_once(q.name, player, idempotency_key),
-                      once.fingerprint(players, lat, attrs))
-            seen = await self.redis.get(record[0])
-            if seen is not None:
-                return await self._created_before(seen, record[1]), False
+            record = keys.ticket_once(q.name, player, idempotency_key)
+            fingerprint = once.fingerprint(players, lat, attrs)
+            ticket_id, made = await self._claim(record, ticket_id, fingerprint)
+            if made:
+                return await self._stored(ticket_id), False
         found = await self.ratings(players)
-        ticket = Ticket(f"{q.name}.{secrets.token_hex(16)}", q.name, players,
-                        [r.mu for r in found], [r.sigma for r in found], lat, time.time(), attrs)
+        ticket = Ticket(ticket_id, q.name, players, [r.mu for r in found],
+                        [r.sigma for r in found], lat, time.time(), attrs)
         script_keys = [keys.ticket(q.name, ticket.id), keys.waiting(q.name), keys.changes(q.name)]
         args: list[Any] = [ticket.id, ticket.encode(), int(ticket.created * 1000),
                            int(q.max_wait) + self.ticket_ttl, self.max_waiting]
         if record is not None:
-            script_keys.append(record[0])
-            args += [f"{ticket.id} {record[1]}", max(1, int(self.idempotency_ttl * 1000))]
-        held: list[str] = []
+            script_keys.append(record)
+            args += [max(1, int(self.idempotency_ttl * 1000)), fingerprint]
+        held: list[str] = []  # the players this attempt took (not an earlier attempt)
         try:
             for p in players:
-                await self._hold(p, ticket.id)
-                held.append(p)
-        except AlreadyQueued:
-            await self.release(ticket.id, held)
-            if record is not None and (seen := await self.redis.get(record[0])) is not None:
-                return await self._created_before(seen, record[1]), False  # raced the first
-            raise
+                if await self._hold(p, ticket.id):
+                    held.append(p)
         except BaseException:
             await self.release(ticket.id, held)
             raise
         # Once the script is sent, the ticket may exist whatever the call raises (an answer
-        # lost with Redis stalled): the holds stay, and a later ticket of these players takes
-        # them over once this one is found not waiting (see _hold).
+        # lost with Redis stalled): the holds stay for a retry to find (see _hold).
         reply = await self._create(keys=script_keys, args=args)
-        if reply == 1:
-            return ticket, True
-        await self.release(ticket.id, held)
         if reply == 0:
+            await self.release(ticket.id, held)
             raise MatchmakerError(503, "queue_full", f"{q.name} has {self.max_waiting} "
                                   "waiting tickets; try again later")
-        assert record is not None
-        return await self._created_before(reply, record[1]), False
+        if reply == 2:  # an earlier attempt of this request made it (or a re-sent call)
+            return await self._stored(ticket.id), False
+        return ticket, True
 
-    async def _created_before(self, record: bytes | str, fingerprint: str) -> Ticket:
-        """The ticket an idempotency record names, when the record was made for this
-        request (else 422); 404 when the ticket has expired."""
-        ticket_id, first = _text(record).split(" ")
-        if first != fingerprint:
-            raise MatchmakerError(422, once.REUSED, "this Idempotency-Key was used for "
-                                  "another ticket request of this player")
+    async def _claim(self, record: str, ticket_id: str, fingerprint: str) -> tuple[str, bool]:
+        """The ticket id of the request keyed by `record` (this `ticket_id` when it is the
+        first attempt), and whether an attempt has made the ticket; 422 when the key was
+        used for another request."""
+        life = max(1, int(self.idempotency_ttl * 1000))
+        for _ in range(3):
+            if await self.redis.set(record, f"pending {ticket_id} {fingerprint}", nx=True,
+                                    px=life):
+                return ticket_id, False
+            raw = await self.redis.get(record)
+            if raw is None:
+                continue  # expired in between: claim it again
+            state, first_id, first = _text(raw).split(" ")
+            if first != fingerprint:
+                raise MatchmakerError(422, once.REUSED, "this Idempotency-Key was used for "
+                                      "another ticket request of this player")
+            return first_id, state == "made"
+        raise MatchmakerError(503, "busy", "the Idempotency-Key kept expiring; try again")
+
+    async def _stored(self, ticket_id: str) -> Ticket:
+        """A ticket as stored; 404 once it has expired."""
         raw = await self.redis.hget(keys.ticket(queue_of(ticket_id), ticket_id), "data")
         if raw is None:
             raise MatchmakerError(404, "unknown_ticket", "the ticket this Idempotency-Key "
-                                  "created has expired")
+                                  "made has expired")
         return Ticket.decode(raw)
 
     def check_ticket(self, queue_name: str, player: str, party: Sequence[str] = (),
@@ -268,24 +281,32 @@ class Store:
             out[name] = float(ms)
         return out
 
-    async def _hold(self, player: str, ticket_id: str) -> None:
-        """Mark `player` as waiting in `ticket_id`, unless they wait in another ticket."""
+    async def _hold(self, player: str, ticket_id: str) -> bool:
+        """Mark `player` as waiting in `ticket_id`, unless they wait in another ticket (or
+        one being made: held less than HOLD_GRACE seconds ago by a ticket not stored yet);
+        False when `ticket_id` held them already."""
         key = keys.player(player)
+        value = f"{ticket_id} {int(time.time() * 1000)}"
         for _ in range(3):
-            if await self._swap(keys=[key], args=["", ticket_id]):
-                return
+            if await self._swap(keys=[key], args=["", value]):
+                return True
             other = await self.redis.get(key)
             if other is None:
                 continue
-            other_id = _text(other)
+            other_id, _, since = _text(other).partition(" ")
+            if other_id == ticket_id:
+                return False  # an earlier attempt of this keyed request holds the player
             status = await self._status(other_id)
             if status == "waiting":
                 raise AlreadyQueued(player, other_id, await self._first_player(other_id) ==
                                     player)
-            # A finished ticket whose holder was not released (a process stopped between
-            # the two steps): take the player over, if nobody else did meanwhile.
-            if await self._swap(keys=[key], args=[other_id, ticket_id]):
-                return
+            if status is None and since.isdigit() and \
+                    time.time() * 1000 - int(since) < HOLD_GRACE * 1000:
+                raise AlreadyQueued(player, None, False)  # being queued right now
+            # A finished ticket whose holder was not released, or one never stored (a
+            # process stopped between the steps): take the player over, if nobody else did.
+            if await self._swap(keys=[key], args=[other_id, value]):
+                return True
         raise AlreadyQueued(player, None, False)
 
     async def release(self, ticket_id: str, players: Sequence[str]) -> None:
@@ -544,9 +565,12 @@ class Store:
             raise MatchmakerError(422, "bad_ranks", f"give one rank (1-{teams_count}) per "
                                   f"team, in team order; 1 is the winner, equal ranks a draw")
         ranks = list(ranks)
-        key = "" if idempotency_key is None else once.digest(idempotency_key)
+        # marks this request's result: a retry under the key, or the same call re-sent by
+        # the Redis client, finds its own mark
+        mark = secrets.token_hex(16) if idempotency_key is None else \
+            once.digest(idempotency_key)
         found = await self._result(keys=[keys.match(m.group(1), match_id)],
-                                   args=[json.dumps({"ranks": ranks}), key])
+                                   args=[json.dumps({"ranks": ranks}), mark])
         if found is None:
             raise MatchmakerError(404, "unknown_match", f"no match {match_id!r} (or it "
                                   "expired)")
@@ -554,14 +578,16 @@ class Store:
         if found[1] is None:
             return await self._rate_once(match_id, match, ranks)
         first = json.loads(found[1])["ranks"]
-        retry = key != "" and _text(found[2]) == key
-        if retry and first != ranks:
-            raise MatchmakerError(422, once.REUSED, "this Idempotency-Key was used for another "
-                                  "result of this match")
-        answer = await self._rate_once(match_id, match, first)
-        if not retry:
+        answer = None
+        if _text(found[3]) == "once":  # a result of this version: its ratings made once
+            answer = await self._rate_once(match_id, match, first)
+        if _text(found[2]) != mark:
             raise MatchmakerError(409, "result_reported",
                                   f"match {match_id} already has a result")
+        if first != ranks:
+            raise MatchmakerError(422, once.REUSED, "this Idempotency-Key was used for another "
+                                  "result of this match")
+        assert answer is not None
         return answer
 
     async def _rate_once(self, match_id: str, match: dict[str, Any],

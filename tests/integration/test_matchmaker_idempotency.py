@@ -30,18 +30,26 @@ teams = 2
 team_size = 1
 rating_window = 1000.0
 max_wait = 60
+
+[queues.duo]
+teams = 2
+team_size = 2
+max_wait = 60
 """
 
 
 class LossyLink:
-    """A TCP link to Redis that passes everything both ways, except that once `lose(needle)`
-    is called, Redis' answers on the connection of the next request holding `needle` are
-    dropped: the request is done, its client never hears of it."""
+    """A TCP link to Redis that passes everything both ways, except for the next request
+    holding a chosen needle: after `lose(needle)` Redis' answers on that request's
+    connection are dropped (the request is done, its client never hears of it); after
+    `delay(needle, s1, s2...)` the next requests holding it reach Redis s1, s2... seconds
+    late. `met` is set when the first comes by."""
 
     def __init__(self, port: int) -> None:
         self.port = port
         self.needle: bytes | None = None
-        self.lost = asyncio.Event()
+        self.late: list[float] = []
+        self.met = asyncio.Event()
         self.server: asyncio.Server | None = None
         self.links: set[asyncio.Task[None]] = set()
 
@@ -57,8 +65,12 @@ class LossyLink:
         await asyncio.gather(*self.links, return_exceptions=True)
 
     def lose(self, needle: bytes) -> None:
-        self.needle = needle
-        self.lost.clear()
+        self.needle, self.late = needle, []
+        self.met.clear()
+
+    def delay(self, needle: bytes, *seconds: float) -> None:
+        self.needle, self.late = needle, list(seconds)
+        self.met.clear()
 
     async def _link(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
                     ) -> None:
@@ -72,8 +84,14 @@ class LossyLink:
             nonlocal muted
             while data := await client_r.read(65536):
                 if self.needle is not None and self.needle in data:
-                    self.needle, muted = None, True
-                    self.lost.set()
+                    self.met.set()
+                    if self.late:
+                        late = self.late.pop(0)
+                        if not self.late:
+                            self.needle = None
+                        await asyncio.sleep(late)
+                    else:
+                        self.needle, muted = None, True
                 redis_w.write(data)
                 await redis_w.drain()
 
@@ -102,7 +120,7 @@ async def _stack(tmp_path: Path) -> AsyncIterator[tuple[LossyLink, httpx.AsyncCl
     queues.write_text(QUEUES)
     with EmbeddedRedis() as redis:
         direct = aioredis.from_url(redis.url)
-        for script in (scripts.CREATE, scripts.RESULT, scripts.RATE):
+        for script in (scripts.CREATE, scripts.SWAP, scripts.RESULT, scripts.RATE):
             await direct.script_load(script)
         await direct.aclose()
         relay = start_service("relay", "--redis-url", redis.url, "--secret", SECRET)
@@ -149,11 +167,11 @@ async def _matched(http: httpx.AsyncClient) -> str:
     return str(t["match_id"])
 
 
-async def _waiting(link: LossyLink) -> int:
-    """Tickets waiting in the duel queue, read from Redis itself."""
+async def _waiting(link: LossyLink, queue: str = "duel") -> int:
+    """Tickets waiting in the queue, read from Redis itself."""
     direct = aioredis.from_url(f"redis://127.0.0.1:{link.port}")
     try:
-        return int(await direct.zcard(keys.waiting("duel")))
+        return int(await direct.zcard(keys.waiting(queue)))
     finally:
         await direct.aclose()
 
@@ -199,7 +217,7 @@ async def test_a_ticket_request_whose_answer_was_lost_is_not_made_again(
     async with _stack(tmp_path) as (link, http):
         link.lose(b'"attributes":')  # the ticket's data, written by the create script only
         lost = await http.post("/tickets", json=_ticket("ann"), headers=_as("ann", "t-9"))
-        assert lost.status_code == 503 and link.lost.is_set()
+        assert lost.status_code == 503 and link.met.is_set()
         assert await _waiting(link) == 1  # the ticket was made
         retry = await http.post("/tickets", json=_ticket("ann"), headers=_as("ann", "t-9"))
         assert retry.status_code == 201, retry.text
@@ -209,13 +227,53 @@ async def test_a_ticket_request_whose_answer_was_lost_is_not_made_again(
         assert retry.json()["id"] in plain.json()["error"]["message"]
 
 
+async def test_a_ticket_request_stopped_between_its_steps_is_finished_by_its_retry(
+        tmp_path: Path) -> None:
+    """The answer lost after the player was marked as waiting in the new ticket, before the
+    ticket was stored: the retry under the key makes that ticket; a request without the key
+    meanwhile is refused (the player is being queued), not queued twice."""
+    async with _stack(tmp_path) as (link, http):
+        link.lose(b"mm:player:ann")  # the hold, the first step
+        lost = await http.post("/tickets", json=_ticket("ann"), headers=_as("ann", "t-5"))
+        assert lost.status_code == 503 and link.met.is_set()
+        assert await _waiting(link) == 0
+        plain = await http.post("/tickets", json=_ticket("ann"), headers=_as("ann"))
+        assert plain.status_code == 409 and plain.json()["error"]["code"] == "already_queued"
+        retry = await http.post("/tickets", json=_ticket("ann"), headers=_as("ann", "t-5"))
+        assert retry.status_code == 201, retry.text
+        assert await _waiting(link) == 1
+        again = await http.post("/tickets", json=_ticket("ann"), headers=_as("ann", "t-5"))
+        assert again.json()["id"] == retry.json()["id"] and await _waiting(link) == 1
+
+
+async def test_a_retry_while_the_first_attempt_is_still_under_way_makes_one_ticket(
+        tmp_path: Path) -> None:
+    """The first attempt holds the party and is slow to store its ticket; a retry under the
+    same key starts meanwhile, and its own store arrives after the first's. One ticket, both
+    answered with it, the party held."""
+    async with _stack(tmp_path) as (link, http):
+        duo = {"queue": "duo", "player": "ann", "party": ["bob"]}
+        once = {**SERVER, "Idempotency-Key": "slow-first"}
+        link.delay(b'"attributes":', 0.2, 0.4)  # each attempt's ticket, stored late
+        first = asyncio.create_task(http.post("/tickets", json=duo, headers=once))
+        await link.met.wait()
+        retry = await http.post("/tickets", json=duo, headers=once)
+        answers = [await first, retry]
+        assert [r.status_code for r in answers] == [201, 201], [r.text for r in answers]
+        assert answers[0].json()["id"] == answers[1].json()["id"]
+        assert await _waiting(link, "duo") == 1
+        for p in ("ann", "bob"):  # both still held by that ticket
+            r = await http.post("/tickets", json=_ticket(p), headers=_as(p))
+            assert r.status_code == 409, r.text
+
+
 async def test_the_python_sdk_retries_a_ticket_request_under_one_key(tmp_path: Path) -> None:
     async with _stack(tmp_path) as (link, http):
         client = MatchmakerClient(str(http.base_url), token=tokens.sign_player(SECRET,
                                                                               player="ann"))
         link.lose(b'"attributes":')
         ticket = await client.create_ticket("duel", "ann")
-        assert link.lost.is_set() and ticket["status"] == "waiting"
+        assert link.met.is_set() and ticket["status"] == "waiting"
         assert await _waiting(link) == 1
         plain = await http.post("/tickets", json=_ticket("ann"), headers=_as("ann"))
         assert plain.status_code == 409 and ticket["id"] in plain.json()["error"]["message"]
@@ -255,7 +313,7 @@ async def test_a_result_whose_answer_was_lost_is_finished_once_by_its_retry(
         once = {**SERVER, "Idempotency-Key": "r-lost"}
         link.lose(lost)
         r = await http.post(url, json={"ranks": [2, 1]}, headers=once)
-        assert r.status_code == 503 and link.lost.is_set()
+        assert r.status_code == 503 and link.met.is_set()
         assert (await http.get(f"/matches/{match_id}")).json()["result"] == {"ranks": [2, 1]}
         # the lost answer was the result's (no ratings yet), or the ratings' (made)
         assert await _games(http, "ann") == (0 if lost == b'{"ranks"' else 1)
@@ -285,3 +343,18 @@ async def test_a_result_whose_ratings_were_never_made_is_finished_by_the_next_po
         ann = (await http.get("/players/ann")).json()
         bob = (await http.get("/players/bob")).json()
         assert ann["mu"] > bob["mu"]  # the first result's ranks: ann won
+
+
+async def test_a_result_recorded_by_an_older_version_is_not_rated_again(tmp_path: Path) -> None:
+    """Results stored before ratings were recorded once (no `rating` note): a later post is
+    refused and rates nobody, as those results were rated when they were posted."""
+    async with _stack(tmp_path) as (link, http):
+        match_id = await _matched(http)
+        direct = aioredis.from_url(f"redis://127.0.0.1:{link.port}")
+        await direct.hset(keys.match("duel", match_id), "result", '{"ranks": [1, 2]}')
+        await direct.aclose()
+        for headers in ({}, {"Idempotency-Key": "late"}):
+            r = await http.post(f"/matches/{match_id}/result", json={"ranks": [1, 2]},
+                                headers={**SERVER, **headers})
+            assert r.status_code == 409, r.text
+        assert await _games(http, "ann") == await _games(http, "bob") == 0
