@@ -31,7 +31,7 @@ class LeaderboardService:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self.redis = await connect(self.redis_url)
+        self.redis = await connect(self.redis_url, timeout=self.cfg.redis_timeout)
         self.store = Store(self.redis, redis_timeout=self.cfg.redis_timeout,
                            redis_chunk=self.cfg.redis_chunk, coalesce=self.cfg.coalesce_submits,
                            idempotency_ttl=self.cfg.idempotency_ttl)

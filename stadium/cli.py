@@ -54,25 +54,27 @@ def load_room_types(specs: Sequence[str]) -> dict[str, type[Room]]:
     return types
 
 
-def _stop_event() -> asyncio.Event:
-    """Set by SIGTERM or SIGINT (Ctrl-C)."""
+def _stop_event(reloads: list[Callable[[], None]] | None = None) -> asyncio.Event:
+    """Set by SIGTERM or SIGINT (Ctrl-C). SIGHUP calls each of `reloads` (services read
+    their token keys again; the list may grow once they have started); with none, it is
+    logged and ignored rather than ending the process."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    return stop
+    reloads = [] if reloads is None else reloads
 
-
-def _on_hangup(*reloads: Callable[[], None]) -> None:
-    """SIGHUP calls each of `reloads` (services read their token keys again); with none,
-    it is logged and ignored rather than ending the process."""
     def hangup() -> None:
         if not reloads:
             log.info("SIGHUP: nothing to reload")
         for reload in reloads:
-            reload()
+            try:
+                reload()
+            except Exception:  # one failing reload neither ends the process nor the others
+                log.exception("SIGHUP: reload failed")
 
-    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hangup)
+    loop.add_signal_handler(signal.SIGHUP, hangup)
+    return stop
 
 
 class _RelayApp:
@@ -101,10 +103,11 @@ class _RelayApp:
 
 async def serve_relay(cfg: RelayConfig) -> None:
     """Run one relay until SIGTERM or SIGINT, then drain it; SIGHUP reloads its token keys."""
-    stop = _stop_event()
+    reloads: list[Callable[[], None]] = []
+    stop = _stop_event(reloads)
     app = _RelayApp(cfg)
     await app.start()
-    _on_hangup(app.relay.reload_keys)
+    reloads.append(app.relay.reload_keys)
     await stop.wait()
     await app.drain()
 
@@ -123,13 +126,15 @@ class _Service(Protocol):
 
 async def _serve(make: Callable[[str], _Service], redis_url: str | None) -> None:
     """Run one HTTP service until SIGINT/SIGTERM, on an embedded Redis unless given a URL."""
-    stop = _stop_event()
+    reloads: list[Callable[[], None]] = []
+    stop = _stop_event(reloads)
     embedded = None if redis_url else _embedded_redis()
     service = make(redis_url or (embedded.url if embedded else ""))
     try:
         await service.start()
         reload = getattr(service, "reload_keys", None)  # services that check tokens
-        _on_hangup(*([] if reload is None else [reload]))
+        if reload is not None:
+            reloads.append(reload)
         await stop.wait()
         await service.stop()
     finally:
@@ -165,7 +170,8 @@ async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
                     mm_cfg: MatchmakerConfig | None = None) -> None:
     """Embedded Redis (unless --redis-url), the relay, the matchmaker and the leaderboard,
     in one process."""
-    stop = _stop_event()
+    reloads: list[Callable[[], None]] = []
+    stop = _stop_event(reloads)
     embedded = None if relay_cfg.redis_url else _embedded_redis()
     redis_url = relay_cfg.redis_url or (embedded.url if embedded else "")
     mm_cfg = mm_cfg or MatchmakerConfig()
@@ -191,7 +197,7 @@ async def serve_dev(relay_cfg: RelayConfig, board_cfg: LeaderboardConfig,
         if demo is not None and mm_cfg.queues is None:
             matchmaker.queues.setdefault(DEMO_QUEUE.name, DEMO_QUEUE)
         await matchmaker.start()
-        _on_hangup(relay.reload_keys, matchmaker.reload_keys)
+        reloads += [relay.reload_keys, matchmaker.reload_keys]
         if not relay_cfg.matchmaker_url:  # the console shows its queues
             relay.config.matchmaker_url = matchmaker.url
         if demo is not None:

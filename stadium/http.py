@@ -53,7 +53,8 @@ def add_cors(app: ASGIApp, origins: Sequence[str]) -> ASGIApp:
         return app
     check_origins(origins)
     return CORSMiddleware(app, allow_origins=list(origins), allow_methods=METHODS,
-                          allow_headers=HEADERS, max_age=PREFLIGHT_CACHE)
+                          allow_headers=HEADERS, expose_headers=["Retry-After"],
+                          max_age=PREFLIGHT_CACHE)
 
 
 def key_matches(api_key: str | None, x_api_key: str | None, authorization: str | None) -> bool:
@@ -165,8 +166,8 @@ def anchored(regex: re.Pattern[str]) -> str:
 IdempotencyKey = Annotated[str | None, Header(
     alias="Idempotency-Key", pattern=anchored(once.KEY), min_length=1, max_length=255,
     description="one key per logical request, the same on its retries (1-255 printable ASCII): "
-    "a retry of a request already applied gets its first outcome and writes nothing; kept "
-    "--idempotency-ttl seconds (a day)")]
+    "a retry of a request already applied gets its first outcome and writes nothing; how "
+    "long a key is kept depends on the request (see the service's documentation)")]
 """The Idempotency-Key header of a write route (see stadium.once)."""
 
 

@@ -48,14 +48,24 @@ export async function callService(ErrorClass, base, method, path, { body, query,
  * however many attempts arrive. */
 export async function writeOnce(ErrorClass, base, method, path, opts = {}) {
   const idempotencyKey = newKey();
+  const { signal } = opts;
   for (let attempt = 0; ; attempt++) {
     try {
       return await callService(ErrorClass, base, method, path, { ...opts, idempotencyKey });
     } catch (e) {
+      signal?.throwIfAborted(); // an abort (whatever its reason) is not a failure to retry
       if (attempt >= RETRIES || !(e instanceof ErrorClass) || (e.status !== 503 && e.status !== 0)) throw e;
     }
-    await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
-    opts.signal?.throwIfAborted();
+    await new Promise((resolve) => {
+      const timer = setTimeout(done, 200 * 2 ** attempt);
+      function done() {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      }
+      signal?.addEventListener("abort", done, { once: true });
+    });
+    signal?.throwIfAborted();
   }
 }
 

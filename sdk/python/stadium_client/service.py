@@ -46,7 +46,7 @@ class ServiceClient:
         """A write sent with an Idempotency-Key (`key`, or a new one), retried under the
         same key when the service answers 503 or the answer is lost: the service applies
         it once however many attempts arrive."""
-        headers = {**kw.pop("headers", {}), "Idempotency-Key": key or uuid.uuid4().hex}
+        headers = {**(kw.pop("headers", None) or {}), "Idempotency-Key": key or uuid.uuid4().hex}
         for attempt in range(retries + 1):
             last = attempt == retries
             try:
