@@ -20,30 +20,12 @@ from loadtest.processes import ServiceProcess, start_service
 from matchmaker.waiters import RECHECK
 from stadium.redis_server import EmbeddedRedis
 from tests.players import PlayerTokens
+from tests.queues import queue, queues_file
 
 SECRET = "relay-secret"
 KEY = "server-key"
-QUEUES = """
-[queues.duel]
-teams = 2
-team_size = 1
-rating_window = 50.0
-max_wait = 60
-
-[queues.brief]
-teams = 2
-team_size = 1
-rating_window = 0.0
-max_wait = 1
-
-[queues.trio]
-teams = 2
-team_size = 3
-rating_window = 50.0
-max_wait = 60
-regions = ["eu", "us"]
-max_region_latency_ms = 100
-"""
+QUEUES = [queue("duel", rating_window=50.0), queue("brief", rating_window=0.0, max_wait=1),
+          queue("trio", 3, rating_window=50.0, regions=["eu", "us"], max_region_latency_ms=100)]
 
 
 def matchmaker(redis_url: str, queues: Path, *args: str) -> ServiceProcess:
@@ -54,9 +36,7 @@ def matchmaker(redis_url: str, queues: Path, *args: str) -> ServiceProcess:
 
 @pytest.fixture(scope="module")
 def queues(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("mm") / "queues.toml"
-    path.write_text(QUEUES)
-    return path
+    return queues_file(tmp_path_factory.mktemp("mm"), *QUEUES)
 
 
 @pytest.fixture(scope="module")

@@ -22,24 +22,13 @@ from loadtest.processes import ServiceProcess, start_service
 from stadium import tokens
 from stadium.redis_server import EmbeddedRedis
 from stadium_client import MatchmakerClient, MatchmakerError, Room
+from tests.queues import queue, queues_file
 
 SECRET = "player-secret"
 KEY = "backend-key"
 SERVER = {"X-API-Key": KEY}
 SEAT_TTL = 1.5
-QUEUES = """
-[queues.duel]
-teams = 2
-team_size = 1
-rating_window = 1000.0
-max_wait = 60
-
-[queues.trio]
-teams = 2
-team_size = 3
-rating_window = 1000.0
-max_wait = 60
-"""
+QUEUES = [queue("duel"), queue("trio", 3)]
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +40,7 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def stack(redis_url: str, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[tuple[ServiceProcess, ServiceProcess]]:
-    queues = tmp_path_factory.mktemp("auth") / "queues.toml"
-    queues.write_text(QUEUES)
+    queues = queues_file(tmp_path_factory.mktemp("auth"), *QUEUES)
     # no leeway on the relay: a seat's token is refused as soon as it has expired
     relay = start_service("relay", "--redis-url", redis_url, "--secret", SECRET,
                           "--token-leeway", "0")

@@ -20,22 +20,12 @@ from matchmaker import keys, scripts
 from stadium import tokens
 from stadium.redis_server import EmbeddedRedis
 from stadium_client import MatchmakerClient
+from tests.queues import queue, queues_file
 
 SECRET = "once-secret"
 KEY = "once-server-key"
 SERVER = {"X-API-Key": KEY}
-QUEUES = """
-[queues.duel]
-teams = 2
-team_size = 1
-rating_window = 1000.0
-max_wait = 60
-
-[queues.duo]
-teams = 2
-team_size = 2
-max_wait = 60
-"""
+QUEUES = [queue("duel"), queue("duo", 2)]
 
 
 class LossyLink:
@@ -116,8 +106,7 @@ async def _stack(tmp_path: Path) -> AsyncIterator[tuple[LossyLink, httpx.AsyncCl
     """A relay on a real Redis, and a matchmaker that reaches that Redis through a LossyLink
     and gives up on Redis after half a second. The matchmaker's scripts are loaded (as in a
     Redis that has served it a while): the request whose answer is lost runs its script."""
-    queues = tmp_path / "queues.toml"
-    queues.write_text(QUEUES)
+    queues = queues_file(tmp_path, *QUEUES)
     with EmbeddedRedis() as redis:
         direct = aioredis.from_url(redis.url)
         for script in (scripts.CREATE, scripts.SWAP, scripts.RESULT, scripts.RATE):

@@ -21,24 +21,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from loadtest.processes import ServiceProcess, start_service
 from stadium.redis_server import EmbeddedRedis
 from stadium_client import MatchmakerClient, MatchmakerError, Room
+from tests.queues import queue, queues_file
 
 KEY = "open-backend-key"
 SERVER = {"X-API-Key": KEY}
 JUNK = {"Authorization": "Bearer not-a-player-token"}  # not checked, so not refused
 NOT_CHECKED = "no --secret or --token-key: player tokens are not checked"
-QUEUES = """
-[queues.duel]
-teams = 2
-team_size = 1
-rating_window = 1000.0
-max_wait = 60
-
-[queues.trio]
-teams = 2
-team_size = 3
-rating_window = 1000.0
-max_wait = 60
-"""
+QUEUES = [queue("duel"), queue("trio", 3)]
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +38,7 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def queues(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("open") / "queues.toml"
-    path.write_text(QUEUES)
-    return path
+    return queues_file(tmp_path_factory.mktemp("open"), *QUEUES)
 
 
 @pytest.fixture(scope="module")

@@ -23,24 +23,12 @@ import pytest
 from loadtest.processes import ROOT, ServiceProcess, start_service
 from stadium import tokens
 from stadium.redis_server import EmbeddedRedis
+from tests.queues import queue, queues_file
 
 KEY = "server-key"
 AUTH = {"X-API-Key": KEY}
 SECRET = "relay-secret"
-QUEUES = """
-[queues.duel]
-teams = 2
-team_size = 1
-rating_window = 1000.0
-max_wait = 60
-
-[queues.trio]
-teams = 2
-team_size = 3
-max_wait = 60
-regions = ["eu", "us"]
-max_region_latency_ms = 100
-"""
+QUEUES = [queue("duel"), queue("trio", 3, regions=["eu", "us"], max_region_latency_ms=100)]
 LONG_POLL = 0.5  # seconds: --max-long-poll, so that waiting for a ticket keeps the run short
 TIMEOUT = 100  # seconds, under pytest's own limit: a run this long is a bug of its own
 
@@ -80,8 +68,7 @@ def matchmaker(redis: EmbeddedRedis,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """A matchmaker with a relay in the directory, so that tickets are matched and seated;
     short long polls."""
-    queues = tmp_path_factory.mktemp("openapi") / "queues.toml"
-    queues.write_text(QUEUES)
+    queues = queues_file(tmp_path_factory.mktemp("openapi"), *QUEUES)
     relay = start_service("relay", "--redis-url", redis.url, "--secret", SECRET)
     proc = start_service("matchmaker", "--redis-url", redis.url, "--secret", SECRET,
                          "--api-key", KEY, "--queues", str(queues), "--match-interval", "0.05",
