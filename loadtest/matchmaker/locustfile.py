@@ -14,6 +14,7 @@ import os
 import random
 import socket
 import time
+import uuid
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -179,7 +180,9 @@ class Player(FastHttpUser):
         """Queue and long-poll until matched: the seat, or None (reported as a failure)."""
         started = time.perf_counter()
         auth = self._player_token()
-        with self.client.post("/tickets", name="queue", catch_response=True, headers=auth,
+        # an Idempotency-Key on each write, as the SDKs send them
+        with self.client.post("/tickets", name="queue", catch_response=True,
+                              headers={**auth, "Idempotency-Key": uuid.uuid4().hex},
                               json={"player": self.player, "queue": QUEUE}) as r:
             if r.status_code != 201:
                 r.failure(f"HTTP {r.status_code}: {r.text[:200]}")
@@ -249,7 +252,8 @@ class Player(FastHttpUser):
             return
         ranks = list(range(1, len(match["teams"]) + 1))
         random.shuffle(ranks)
-        with self.client.post(f"/matches/{match_id}/result", name="result", headers=HEADERS,
+        with self.client.post(f"/matches/{match_id}/result", name="result",
+                              headers={**HEADERS, "Idempotency-Key": uuid.uuid4().hex},
                               json={"ranks": ranks}, catch_response=True) as r:
             if r.status_code != 200:
                 r.failure(f"HTTP {r.status_code}: {r.text[:200]}")
