@@ -298,7 +298,7 @@ def create_app(store: Store, metrics: Metrics, api_key: str | None, waiters: Tic
                   422: ["invalid_request", "duplicate_player", "party_too_large",
                         "too_many_regions", "unknown_region", "bad_latency",
                         "attributes_too_large", once.REUSED],
-                  503: ["queue_full", "redis_unavailable"]}))
+                  503: ["queue_full", "busy", "redis_unavailable"]}))
     async def create_ticket(body: TicketIn, caller: Caller = who,
                             idempotency_key: IdempotencyKey = None) -> JSONResponse:
         """Queue a player (and their party). The rating is the player's stored one. A player
