@@ -298,7 +298,7 @@ class Store:
                 return False  # an earlier attempt of this keyed request holds the player
             status = await self._status(other_id)
             if status == "waiting":
-                raise AlreadyQueued(player, other_id, await self._first_player(other_id) ==
+                raise AlreadyQueued(player, other_id, await self.owner(other_id) ==
                                     player)
             if status is None and since.isdigit() and \
                     time.time() * 1000 - int(since) < HOLD_GRACE * 1000:
@@ -334,10 +334,6 @@ class Store:
     async def owner(self, ticket_id: str) -> str | None:
         """The player a ticket belongs to (the first of its players), None when it is gone;
         one small read."""
-        return await self._first_player(ticket_id)
-
-    async def _first_player(self, ticket_id: str) -> str | None:
-        """The player a ticket belongs to (the first of its players), None when it is gone."""
         q = queue_of(ticket_id)
         raw = await self.redis.hget(keys.ticket(q, ticket_id), "data")
         return None if raw is None else Ticket.decode(raw).players[0]
@@ -578,16 +574,16 @@ class Store:
         if found[1] is None:
             return await self._rate_once(match_id, match, ranks)
         first = json.loads(found[1])["ranks"]
-        answer = None
-        if _text(found[3]) == "once":  # a result of this version: its ratings made once
-            answer = await self._rate_once(match_id, match, first)
+        reported = MatchmakerError(409, "result_reported",
+                                   f"match {match_id} already has a result")
+        if _text(found[3]) != "once":  # a result of an older version, rated when posted
+            raise reported
+        answer = await self._rate_once(match_id, match, first)
         if _text(found[2]) != mark:
-            raise MatchmakerError(409, "result_reported",
-                                  f"match {match_id} already has a result")
+            raise reported
         if first != ranks:
             raise MatchmakerError(422, once.REUSED, "this Idempotency-Key was used for another "
                                   "result of this match")
-        assert answer is not None
         return answer
 
     async def _rate_once(self, match_id: str, match: dict[str, Any],

@@ -63,7 +63,7 @@ class Relay:
         self._snapshots = RedisSnapshots(config.redis_url) if config.redis_url else None
         self._directory: RelayDirectory | None = None
         # read now, so that a missing or bad key file stops the process before it listens
-        self.keys = verification_keys(config.secret, config.token_keys)
+        self.admission = Admission(config, verification_keys(config.secret, config.token_keys))
         self.console = Console(self, dev=dev)
 
     loop: asyncio.AbstractEventLoop  # set by start()
@@ -77,7 +77,7 @@ class Relay:
         self.host = RoomHost(cfg, self.loop, encode_message, self.room_types,
                              node=await self._node_id(), stats=self.stats,
                              snapshots=self._snapshots)
-        self.ws = WebSocketTransport(cfg, self.host, Admission(cfg, self.keys), self._http)
+        self.ws = WebSocketTransport(cfg, self.host, self.admission, self._http)
         ctx = None
         if cfg.cert and cfg.key:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -85,7 +85,7 @@ class Relay:
         self._server = await self.loop.create_server(
             self.ws.protocol, cfg.host, cfg.port, ssl=ctx, backlog=4096, reuse_address=True)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
-        if self.keys is None:
+        if self.admission.keys is None:
             log.warning("no --secret or --token-key: the relay admits every client without a "
                         "join token")
         elif cfg.secret is not None:
@@ -140,9 +140,8 @@ class Relay:
     def reload_keys(self) -> None:
         """Read the token keys again from --token-key's files (SIGHUP): the new set checks
         every join from now on; a bad file leaves the old set."""
-        self.keys = reload_verification_keys(self.config.secret, self.config.token_keys,
-                                              self.keys, log)
-        self.ws.admission.keys = self.keys
+        self.admission.keys = reload_verification_keys(
+            self.config.secret, self.config.token_keys, self.admission.keys, log)
 
     async def drain(self, timeout: float | None = None) -> None:
         """Stop accepting, close every socket with 1001, wait for them up to `timeout` seconds."""

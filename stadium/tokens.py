@@ -150,8 +150,8 @@ def _encode(signer: Signer, claims: dict[str, Any], extra: Mapping[str, Any], tt
     expires = issued + ttl
     if not (math.isfinite(issued) and math.isfinite(expires)):
         raise ValueError("token times must be finite numbers")
-    # Whole seconds, as issuers commonly write them; the expiry is rounded up so a token
-    # never ends before the time its issuer announced (a seat's `expires`).
+    # Whole seconds, as issuers commonly write them; the expiry is rounded down so a token
+    # never outlives the time its issuer announced (a seat's `expires`).
     payload = {**extra, **claims, "aud": AUDIENCE, "iat": math.floor(issued),
                "nbf": math.floor(issued), "exp": math.floor(expires)}
     headers = {"kid": key.kid} if key.kid is not None else None

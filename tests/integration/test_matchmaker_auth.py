@@ -62,6 +62,16 @@ def code(r: httpx.Response) -> tuple[int, str]:
     return r.status_code, str(r.json()["error"]["code"])
 
 
+async def _party_ticket(http: httpx.AsyncClient, leader: str, mate: str) -> str:
+    """The id of a trio ticket `leader` queued with `mate`, with a party token of theirs."""
+    r = await http.post("/tickets", json={
+        "player": leader, "queue": "trio", "party": [mate],
+        "party_token": tokens.sign_party(SECRET, leader=leader, members=[mate])},
+        headers=bearer(leader))
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
 async def _matched(http: httpx.AsyncClient, ticket: dict[str, Any], player: str
                    ) -> dict[str, Any]:
     while ticket["status"] == "waiting":
@@ -134,12 +144,7 @@ async def test_a_ticket_is_read_waited_on_and_cancelled_by_its_player_only(
         stack: tuple[ServiceProcess, ServiceProcess]) -> None:
     _, mm = stack
     async with httpx.AsyncClient(base_url=mm.url) as http:
-        r = await http.post("/tickets", json={"player": "owner", "queue": "trio",
-                                              "party": ["mate"],
-                                              "party_token": tokens.sign_party(
-                                                  SECRET, leader="owner", members=["mate"])},
-                            headers=bearer("owner"))
-        ticket = r.json()["id"]
+        ticket = await _party_ticket(http, "owner", "mate")
         nowhere = "trio." + "0" * 32
         routes: list[tuple[str, str, dict[str, Any]]] = [
             ("GET", "/tickets/{}", {}), ("GET", "/tickets/{}/wait", {"timeout": 0.2}),
@@ -174,12 +179,7 @@ async def test_already_queued_names_the_callers_own_ticket_only(
         stack: tuple[ServiceProcess, ServiceProcess]) -> None:
     _, mm = stack
     async with httpx.AsyncClient(base_url=mm.url) as http:
-        r = await http.post("/tickets", json={"player": "vic", "queue": "trio",
-                                              "party": ["pal"],
-                                              "party_token": tokens.sign_party(
-                                                  SECRET, leader="vic", members=["pal"])},
-                            headers=bearer("vic"))
-        ticket = r.json()["id"]
+        ticket = await _party_ticket(http, "vic", "pal")
         # vic again: their own ticket, named
         r = await http.post("/tickets", json={"player": "vic", "queue": "duel"},
                             headers=bearer("vic"))
