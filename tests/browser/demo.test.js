@@ -160,8 +160,18 @@ describe("stadium dev demo page", () => {
     assert.notEqual(nowA.angle, startA.angle, "A's ship turned");
     assert.ok(wrapDistance(startB, nowB) < 1e-6, `B's ship stayed: ${JSON.stringify([startB, nowB])}`);
     assert.ok(moved.tick > db.tick);
-    const mirrorA = await shipAt(a, da.ship);
-    await until(b, (d) => d.tick >= moved.tick + 2, "two more ticks on B");
+    // The key-up reaches the room a tick or more after it was pressed: A's ship stops then.
+    // Once it stands still in A's mirror for two ticks, B's mirror must show it there too.
+    let mirrorA = await shipAt(a, da.ship);
+    let stillAt = moved.tick;
+    for (let still = false, tries = 0; !still && tries < 40; tries++) {
+      const at = (await demo(a)).tick;
+      stillAt = (await until(a, (d) => d.tick >= at + 2, "two more ticks on A")).tick;
+      const again = await shipAt(a, da.ship);
+      still = wrapDistance(mirrorA, again) < 1e-6;
+      mirrorA = again;
+    }
+    await until(b, (d) => d.tick >= Math.max(stillAt, moved.tick + 2), "B at that tick");
     assert.ok(wrapDistance(mirrorA, await shipAt(b, da.ship)) < 1e-6, "A's and B's mirrors agree on A's ship");
 
     for (const page of [a, b]) {
